@@ -1,0 +1,42 @@
+// Entry point of the `strata` command: wires subcommands and turns StrataErrors into clean exits.
+import { Command, CommanderError } from 'commander';
+import { isStrataError } from '../errors.js';
+import { registerDebug } from './commands/debug.js';
+
+export function buildProgram(): Command {
+  const program = new Command();
+  program
+    .name('strata')
+    .description('Build OCI images from Dockerfiles with a cache you can see, share and control')
+    .version('0.1.0')
+    .showHelpAfterError()
+    .exitOverride();
+  registerDebug(program);
+  return program;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return typeof process.exitCode === 'number' ? process.exitCode : 0;
+  } catch (e) {
+    if (e instanceof CommanderError) return e.exitCode;
+    if (isStrataError(e)) {
+      process.stderr.write(`error: ${e.where()}\n`);
+      if (e.hint) process.stderr.write(`hint: ${e.hint}\n`);
+      return 1;
+    }
+    throw e;
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (e: unknown) => {
+    process.stderr.write(`strata: internal error: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+    process.exitCode = 70;
+  },
+);
