@@ -22,6 +22,8 @@ export function registerExpand(debug: Command): void {
     .option('--env <K=V>', 'set a variable (repeatable; a later K replaces an earlier one)', collect, [])
     .option('--escape <char>', 'escape character: \\ or a backtick', '\\')
     .option('--words', 'split into words and print them as a JSON array')
+    // A word such as `-x` or `--foo=$V` is a word to expand, not a mistyped option.
+    .allowUnknownOption()
     .action((words: string[], opts: ExpandOptions) => {
       if (opts.escape !== '\\' && opts.escape !== '`') {
         throw new StrataError('CLI_USAGE', `--escape must be \\ or a backtick, not ${JSON.stringify(opts.escape)}`, {
