@@ -12,11 +12,15 @@ export interface Heredoc {
   chomp: boolean;
   /** `3<<EOF` gives 3; 0 when none was written. */
   fileDescriptor: number;
+  /** The body exactly as read (tabs kept even for `<<-`), as BuildKit stores it; ONBUILD triggers use it. */
+  rawContent?: string;
 }
 
 export interface RawInstruction {
   /** Lower-cased keyword (`run`, `copy`, ... or an unknown word as written, lower-cased as Go does). */
   keyword: string;
+  /** The keyword exactly as written (`Run`, `FNTRYPOINT`), for messages. */
+  rawKeyword?: string;
   /** The logical line (continuations joined), as BuildKit's Node.Original. */
   original: string;
   /** Flags in order, as read (`--from=build`), quotes and escapes processed per the flag rule. */
@@ -31,6 +35,11 @@ export interface RawInstruction {
   /** 1-based physical lines. */
   startLine: number;
   endLine: number;
+  /**
+   * Comment lines right before the instruction (BuildKit's PrevComment): text after the first byte of the
+   * line, trimmed; a bare `#` clears the list; blank lines do not. Used for `# strata:cache-ttl=...`.
+   */
+  comments?: string[];
 }
 
 export interface Directives {
