@@ -13,7 +13,7 @@ import { hostResolvConf, hostsFile, resolvConfFor } from './netfiles.js';
 import { resolveInRoot } from './rootpath.js';
 import { hostCgroupLayout, runtimeInvocation } from './runtime.js';
 import { buildOciConfig, containerPath, DEFAULT_HOSTNAME } from './spec.js';
-import { findMountStubs, removeMountStubs } from './stubs.js';
+import { findMountStubs, removeMountStubs, type MountStubs } from './stubs.js';
 import type { RunResult, RunSpec, Runtime } from './types.js';
 
 export { resolveUser } from './user.js';
@@ -103,7 +103,7 @@ export async function runContainer(spec: RunSpec, opts: RunOptions): Promise<Run
   const root = runtimeRoot(stateDir, runtime.name);
   await mkdir(root, { recursive: true, mode: 0o700 });
   await mkdir(bundle, { recursive: true, mode: 0o711 });
-  let stubs: string[] = [];
+  let stubs: MountStubs = { paths: [], parents: new Map() };
   try {
     const files = { hostsPath: join(bundle, 'hosts'), resolvConfPath: join(bundle, 'resolv.conf') };
     const config = buildOciConfig(spec, files);
@@ -145,8 +145,19 @@ async function runForeground(spec: RunSpec, rt: Runtime, root: string, bundle: s
       resolve({ exitCode: exitCodeOf(code, signal), durationMs: performance.now() - started });
     });
   });
-  child.stdout.on('data', (b: Buffer) => spec.stdout?.(b));
-  child.stderr.on('data', (b: Buffer) => spec.stderr?.(b));
+  // A throwing output callback must not crash the process nor leave the container running:
+  // the step runs on and the first such error is what runContainer rejects with.
+  let callbackError: unknown;
+  const deliver = (cb: ((b: Buffer) => void) | undefined) => (b: Buffer) => {
+    if (!cb || callbackError !== undefined) return;
+    try {
+      cb(b);
+    } catch (e) {
+      callbackError = e;
+    }
+  };
+  child.stdout.on('data', deliver(spec.stdout));
+  child.stderr.on('data', deliver(spec.stderr));
 
   let aborted = false;
   const onAbort = (): void => {
@@ -169,6 +180,7 @@ async function runForeground(spec: RunSpec, rt: Runtime, root: string, bundle: s
     if (spec.signal?.aborted) onAbort();
     const result = await done;
     if (aborted) throw abortError(id, spec.signal?.reason);
+    if (callbackError !== undefined) throw callbackError;
     return result;
   } finally {
     spec.signal?.removeEventListener('abort', onAbort);

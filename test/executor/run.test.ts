@@ -31,6 +31,7 @@ for (const name of ['crun', 'runc'] as RuntimeName[]) {
       ov = mountOverlay(join(base, 'rootfs'), (lower) => {
         writeUsers(lower);
         mkdirSync(join(lower, 'home', 'app'), { recursive: true });
+        mkdirSync(join(lower, 'opt', 'tool'), { recursive: true });
       });
       stateDir = join(base, 'state');
       host = join(base, 'host');
@@ -172,6 +173,28 @@ for (const name of ['crun', 'runc'] as RuntimeName[]) {
       assert.equal(existsSync(join(ov.upper, 'etc', 'hosts')), false);
       assert.equal(existsSync(join(ov.upper, 'etc', 'resolv.conf')), false);
       assert.equal(readFileSync(join(ov.upper, 'made', 'f'), 'utf8'), 'kept\n');
+    });
+
+    it('gives a directory that only received a stub its exact times back', async () => {
+      const r = await run('ls /opt', { mounts: [{ type: 'bind', source: host, target: '/opt/mnt', readonly: true }] });
+      assert.equal(r.out, 'mnt\ntool\n');
+      const before = statSync(join(ov.lower, 'opt'), { bigint: true });
+      const after = statSync(join(ov.upper, 'opt'), { bigint: true });
+      assert.equal(existsSync(join(ov.upper, 'opt', 'mnt')), false);
+      assert.equal(after.mtimeNs, before.mtimeNs);
+    });
+
+    it('rejects with the error of a throwing output callback, after cleaning up', async () => {
+      const boom = new Error('renderer failed');
+      await assert.rejects(
+        run('echo one; echo two', {
+          stdout: () => {
+            throw boom;
+          },
+        }),
+        (e) => e === boom,
+      );
+      assertNothingLeft();
     });
 
     it('reports a missing executable through the exit code and the runtime\'s stderr', async () => {
