@@ -1,0 +1,223 @@
+// The content checksum that goes into a COPY/ADD/bind-mount cache key: exactly the files the step
+// selects (after .dockerignore, --exclude, --parents), by path, type, mode and content. Never
+// times or the host owner, so a `touch` or a fresh clone keeps the key; uid/gid count only for
+// sources from a stage or image rootfs, where COPY keeps them.
+import { createHash } from 'node:crypto';
+import { createReadStream, promises as fsp } from 'node:fs';
+import { listAttributes, getAttribute } from 'fs-xattr';
+import type { StatCache } from './stat-cache.js';
+import { selectSource, type IgnoreFn, type SelectedSource, type TreeEntry } from './walk.js';
+
+export type { StatCache, StatCacheEntry } from './stat-cache.js';
+export { MemoryStatCache } from './stat-cache.js';
+
+export interface FileEntry {
+  /** Relative to the source root, posix; '.' for the root itself. */
+  path: string;
+  type: 'file' | 'dir' | 'symlink' | 'other';
+  /** Permission bits plus setuid/setgid/sticky. */
+  mode: number;
+  size: number;
+  /** sha256 of the content (files), of the link target (symlinks), of kind and device numbers (devices, fifos); '' for dirs. */
+  contentDigest: string;
+  /** Only for rootfs sources, where the copy keeps owners. */
+  uid?: number;
+  gid?: number;
+  /** Hard link: the first selected path with the same inode. */
+  linkTo?: string;
+  /** Only for rootfs sources: extended attributes, hex values. */
+  xattrs?: Record<string, string>;
+}
+
+export interface ChecksumOptions {
+  root: string;
+  ignore?: IgnoreFn;
+  ignoreMayReinclude?: boolean;
+  sources: string[];
+  excludes?: string[];
+  parents?: boolean;
+  followSymlinks?: boolean;
+  /** Sources from a stage or image rootfs: symlinks resolve inside root, owners and xattrs count. */
+  srcIsRootfs?: boolean;
+  statCache?: StatCache;
+}
+
+export interface ChecksumResult {
+  digest: string;
+  files: FileEntry[];
+  /** Bytes of file content read (0 when the stat cache answered for every file). */
+  bytesRead: number;
+}
+
+const VERSION = 'strata-sources-v1';
+const EMPTY_SHA = 'sha256:' + createHash('sha256').digest('hex');
+const SMALL_FILE = 256 * 1024;
+const PARALLEL = 16;
+
+function sha256(data: string | Buffer): string {
+  return 'sha256:' + createHash('sha256').update(data).digest('hex');
+}
+
+async function hashFile(p: string): Promise<{ digest: string; bytes: number }> {
+  const h = createHash('sha256');
+  const st = await fsp.stat(p);
+  if (st.size <= SMALL_FILE) {
+    const buf = await fsp.readFile(p);
+    h.update(buf);
+    return { digest: 'sha256:' + h.digest('hex'), bytes: buf.length };
+  }
+  let bytes = 0;
+  for await (const chunk of createReadStream(p, { highWaterMark: 1024 * 1024 })) {
+    h.update(chunk as Buffer);
+    bytes += (chunk as Buffer).length;
+  }
+  return { digest: 'sha256:' + h.digest('hex'), bytes };
+}
+
+/** Extended attributes worth carrying: overlayfs bookkeeping and SELinux labels are host facts. */
+export async function readXattrs(p: string): Promise<Record<string, string> | undefined> {
+  let names: string[];
+  try {
+    names = await listAttributes(p);
+  } catch {
+    return undefined;
+  }
+  const keep = names.filter((n) => !/^(trusted|user)\.overlay\./.test(n) && n !== 'security.selinux').sort();
+  if (keep.length === 0) return undefined;
+  const out: Record<string, string> = {};
+  for (const n of keep) {
+    try {
+      out[n] = (await getAttribute(p, n)).toString('hex');
+    } catch {
+      // Vanished or unreadable: the copy would skip it too.
+    }
+  }
+  return Object.keys(out).length > 0 ? out : undefined;
+}
+
+function entryType(e: TreeEntry): FileEntry['type'] {
+  switch (e.kind) {
+    case 'file':
+    case 'socket': // the copy writes a socket as an empty regular file, as BuildKit's context transfer does
+      return 'file';
+    case 'dir':
+      return 'dir';
+    case 'symlink':
+      return 'symlink';
+    default:
+      return 'other';
+  }
+}
+
+async function runLimited<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const workers = Array.from({ length: Math.min(limit, items.length) }, async () => {
+    while (next < items.length) await fn(items[next++]);
+  });
+  await Promise.all(workers);
+}
+
+/** Checksum what `sources` select under `root` (the build context, or a rootfs with srcIsRootfs). */
+export async function checksumSources(opts: ChecksumOptions): Promise<ChecksumResult> {
+  const rootfs = opts.srcIsRootfs ?? false;
+  const selected: SelectedSource[] = [];
+  for (const word of opts.sources) {
+    selected.push(
+      await selectSource(word, {
+        root: opts.root,
+        rootfs,
+        ignore: opts.ignore,
+        ignoreMayReinclude: opts.ignoreMayReinclude,
+        excludes: opts.excludes,
+        parents: opts.parents,
+        followSymlinks: opts.followSymlinks,
+      }),
+    );
+  }
+
+  interface Item {
+    e: TreeEntry;
+    f: FileEntry;
+    matchRoot: boolean;
+  }
+  const items: Item[] = [];
+  const inodes = new Map<string, string>();
+  for (const s of selected) {
+    for (const m of s.matches) {
+      for (const e of [m.root, ...m.entries]) {
+        const p = [m.name, e.rel].filter((x) => x !== '').join('/') || '.';
+        const st = e.st;
+        const type = entryType(e);
+        const f: FileEntry = {
+          path: p,
+          type,
+          mode: st.mode & 0o7777,
+          size: type === 'file' && e.kind === 'file' ? st.size : 0,
+          contentDigest: '',
+        };
+        if (rootfs) {
+          f.uid = st.uid;
+          f.gid = st.gid;
+        }
+        if (e.kind === 'symlink') {
+          f.contentDigest = sha256(e.link ?? '');
+          f.size = Buffer.byteLength(e.link ?? '');
+        } else if (e.kind === 'socket') f.contentDigest = EMPTY_SHA;
+        else if (type === 'other') {
+          f.contentDigest = sha256(`${e.kind}:${Math.floor(st.rdev / 256)}:${st.rdev % 256}`);
+        }
+        if (e.kind === 'file' && st.nlink > 1) {
+          const key = `${st.dev}:${st.ino}`;
+          const first = inodes.get(key);
+          if (first !== undefined) f.linkTo = first;
+          else inodes.set(key, p);
+        }
+        items.push({ e, f, matchRoot: e.rel === '' });
+      }
+    }
+  }
+
+  let bytesRead = 0;
+  const cache = opts.statCache;
+  await runLimited(items, PARALLEL, async ({ e, f }) => {
+    if (rootfs && (e.kind === 'file' || e.kind === 'dir')) f.xattrs = await readXattrs(e.host);
+    if (e.kind !== 'file' || f.linkTo !== undefined) return;
+    const st = e.st;
+    const hit = cache?.get(e.host);
+    if (hit && hit.ino === st.ino && hit.size === st.size && hit.mtimeMs === st.mtimeMs && hit.ctimeMs === st.ctimeMs) {
+      f.contentDigest = hit.digest;
+      return;
+    }
+    const r = await hashFile(e.host);
+    bytesRead += r.bytes;
+    f.contentDigest = r.digest;
+    cache?.set(e.host, { ino: st.ino, size: st.size, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs, digest: r.digest });
+  });
+
+  const h = createHash('sha256');
+  h.update(VERSION + '\n');
+  h.update(JSON.stringify({ rootfs, parents: opts.parents ?? false, follow: opts.followSymlinks ?? true }) + '\n');
+  let i = 0;
+  for (const s of selected) {
+    h.update(JSON.stringify(['S', s.source, s.wildcard]) + '\n');
+    for (const m of s.matches) {
+      h.update(JSON.stringify(['M', m.name, m.root.kind]) + '\n');
+      for (let n = 0; n < 1 + m.entries.length; n++, i++) {
+        const { f, matchRoot, e } = items[i];
+        // A directory named as a source only lends its contents (the copy makes the destination dir
+        // itself), so its own mode is not part of the result.
+        const mode = matchRoot && f.type === 'dir' ? 0 : f.mode;
+        h.update(
+          JSON.stringify([f.path, f.type, mode, f.size, f.contentDigest, f.uid ?? null, f.gid ?? null,
+            f.linkTo ?? null, f.xattrs ?? null, e.parentOnly ?? false]) + '\n',
+        );
+      }
+    }
+  }
+  return { digest: 'sha256:' + h.digest('hex'), files: items.map((x) => x.f), bytesRead };
+}
+
+/** Sources inside a stage or image rootfs (COPY --from): symlinks resolve inside it, owners count. */
+export function checksumRootfsSources(opts: Omit<ChecksumOptions, 'srcIsRootfs' | 'ignore' | 'ignoreMayReinclude'>): Promise<ChecksumResult> {
+  return checksumSources({ ...opts, srcIsRootfs: true });
+}
