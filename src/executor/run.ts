@@ -135,7 +135,7 @@ async function runForeground(spec: RunSpec, rt: Runtime, root: string, bundle: s
       closed = true;
       reject(
         new StrataError('NO_RUNTIME', `cannot start the OCI runtime ${inv.file}: ${e.message}`, {
-          hint: `apt-get install ${rt.name}`,
+          hint: inv.file === 'unshare' ? 'apt-get install util-linux (crun needs unshare here)' : `apt-get install ${rt.name}`,
           cause: e,
         }),
       );
