@@ -37,6 +37,8 @@ export interface EnvInstruction extends Base {
   kind: 'env' | 'label';
   /** Legacy `ENV k v` form has one pair whose value is the raw rest of the line. */
   pairs: Required<KeyValue>[];
+  /** Written in the legacy `ENV k v` form (BuildKit's NoDelim; history shows `k v`, not `k=v`). */
+  legacy?: boolean;
 }
 
 export interface RunInstruction extends Base {
@@ -47,6 +49,8 @@ export interface RunInstruction extends Base {
   mounts: string[];
   network?: string;
   security?: string;
+  /** Raw `--device=` values, in order (BuildKit accepts them; CDI devices). */
+  devices?: string[];
   /** strata extension: `--cache-ttl=24h` (or `# strata:cache-ttl=24h` on the line before). */
   cacheTtl?: string;
 }
