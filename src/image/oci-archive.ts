@@ -1,0 +1,57 @@
+// A tar of an OCI layout (what `skopeo copy ... oci-archive:` and `podman load` read), streamed
+// straight from the blob store without writing the layout to disk first.
+import { StrataError } from '../errors.js';
+import { digestAlgorithm, digestHex } from '../registry/digest.js';
+import { MediaTypes, type Descriptor, type Index } from '../registry/media-types.js';
+import { checkImage, imageCreated, type ExportImage } from './image-data.js';
+import { OCI_LAYOUT_FILE } from './oci-layout.js';
+import { createTarWriter } from './tar-writer.js';
+import { Annotations, declaredMediaType } from './types.js';
+
+export interface OciArchiveOptions {
+  /**
+   * `org.opencontainers.image.ref.name` of the image. podman load names the image after it, so
+   * give a full name (`localhost/app:1`) for podman, a bare tag (`latest`) for `oci-archive:F:TAG`.
+   */
+  refName?: string;
+  /** `io.containerd.image.name` (containerd's `ctr import` uses it). */
+  imageName?: string;
+}
+
+function blobName(digest: string): string {
+  return `blobs/${digestAlgorithm(digest)}/${digestHex(digest)}`;
+}
+
+export async function writeOciArchive(file: string, image: ExportImage, opts: OciArchiveOptions = {}): Promise<void> {
+  await checkImage(image);
+  const annotations: Record<string, string> = {};
+  if (opts.imageName) annotations[Annotations.containerdImageName] = opts.imageName;
+  if (opts.refName) annotations[Annotations.refName] = opts.refName;
+  const desc: Descriptor = { mediaType: declaredMediaType(image.manifest), digest: image.manifestDigest, size: image.manifest.length };
+  if (Object.keys(annotations).length) desc.annotations = annotations;
+  const index: Index = { schemaVersion: 2, mediaType: MediaTypes.ociIndex, manifests: [desc] };
+
+  const tw = createTarWriter(file, imageCreated(image));
+  try {
+    await tw.addBuffer('oci-layout', Buffer.from(OCI_LAYOUT_FILE));
+    await tw.addBuffer('index.json', Buffer.from(JSON.stringify(index)));
+    await tw.addDirectory('blobs');
+    const algos = new Set([image.manifestDigest, image.configDigest, ...image.layers.map((l) => l.digest)].map(digestAlgorithm));
+    for (const a of [...algos].sort()) await tw.addDirectory(`blobs/${a}`);
+    const written = new Set<string>();
+    for (const layer of image.layers) {
+      if (written.has(layer.digest)) continue;
+      written.add(layer.digest);
+      await tw.addFile(blobName(layer.digest), image.blobs.path(layer.digest), layer.size);
+    }
+    if (!written.has(image.configDigest)) await tw.addBuffer(blobName(image.configDigest), image.config);
+    await tw.addBuffer(blobName(image.manifestDigest), image.manifest);
+    await tw.finish();
+  } catch (e) {
+    await tw.abort();
+    if (e instanceof StrataError) throw e;
+    throw new StrataError('EXPORT_FAILED', `writing OCI archive ${file} failed: ${(e as Error).message}`, {
+      hint: 'check free space and permissions of the destination', cause: e,
+    });
+  }
+}
