@@ -15,15 +15,17 @@ function collect(value: string, previous: string[]): string[] {
 }
 
 export function registerExpand(debug: Command): void {
+  // passThroughOptions needs it; `debug` itself has no options of its own, so nothing else changes.
+  debug.enablePositionalOptions();
   debug
     .command('expand')
     .description('Expand shell words as a Dockerfile instruction would (one output line per WORD)')
-    .argument('<word...>', 'words to expand; put -- before words that start with -')
+    .argument('<word...>', 'words to expand (options go first; put -- before a first word that starts with -)')
     .option('--env <K=V>', 'set a variable (repeatable; a later K replaces an earlier one)', collect, [])
     .option('--escape <char>', 'escape character: \\ or a backtick', '\\')
     .option('--words', 'split into words and print them as a JSON array')
-    // A word such as `-x` or `--foo=$V` is a word to expand, not a mistyped option.
-    .allowUnknownOption()
+    // Options come first; from the first WORD on everything is a word, so `-x` or `--foo=$V` need no `--`.
+    .passThroughOptions()
     .action((words: string[], opts: ExpandOptions) => {
       if (opts.escape !== '\\' && opts.escape !== '`') {
         throw new StrataError('CLI_USAGE', `--escape must be \\ or a backtick, not ${JSON.stringify(opts.escape)}`, {
