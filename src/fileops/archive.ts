@@ -132,7 +132,7 @@ async function removeUnlessMergeableDir(p: string, isDir: boolean): Promise<void
   await fsp.rm(p, { recursive: true, force: true });
 }
 
-async function mknod(p: string, type: 'c' | 'b' | 'p', major = 0, minor = 0): Promise<void> {
+export async function mknodLike(p: string, type: 'c' | 'b' | 'p', major = 0, minor = 0): Promise<void> {
   const args = type === 'p' ? [p, 'p'] : [p, type, String(major), String(minor)];
   await new Promise<void>((resolve, reject) => {
     const child = spawn('mknod', args, { stdio: ['ignore', 'ignore', 'pipe'] });
@@ -202,13 +202,13 @@ export async function extractArchive(file: string, destDir: string, opts: Extrac
             break;
           }
           case 'character-device':
-            await mknod(target, 'c', h.devmajor, h.devminor);
+            await mknodLike(target, 'c', h.devmajor, h.devminor);
             break;
           case 'block-device':
-            await mknod(target, 'b', h.devmajor, h.devminor);
+            await mknodLike(target, 'b', h.devmajor, h.devminor);
             break;
           case 'fifo':
-            await mknod(target, 'p');
+            await mknodLike(target, 'p');
             break;
           default:
             throw new StrataError('ADD_BAD_ARCHIVE', `failed to extract ${label}: unhandled tar header type ${type} for ${JSON.stringify(h.name)}`);
