@@ -1,0 +1,294 @@
+// An overlay upper dir to a deterministic OCI layer blob.
+//
+// Same upper (and options) in, same bytes out: entries in path order (a directory, then its
+// children by bytewise name), headers carry numeric ids only, no user/group names, no atime or
+// ctime, mtimes in whole seconds (clamped to SOURCE_DATE_EPOCH when given), xattrs sorted, and
+// the compressors run with fixed settings (zlib and zstd output does not depend on chunking or,
+// for zstd -T0, on the number of threads).
+import { createWriteStream } from 'node:fs';
+import { open, rename, rm, rmdir } from 'node:fs/promises';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import zlib from 'node:zlib';
+import { StrataError } from '../errors.js';
+import { END_OF_ARCHIVE, encodeHeader, padding, type TarHeader } from './tar-format.js';
+import { OPAQUE_MARKER, WHITEOUT_PREFIX, normalizeMemberPath } from './overlay-rewrite.js';
+import { hostPath, lookupInLowers, readXattrs, walkTree, type FsNode } from './fs-walk.js';
+import { hashing, sha256, throughProcess, throughTransform } from './streams.js';
+
+export type LayerCompression = 'gzip' | 'zstd' | 'none';
+
+export interface DiffOptions {
+  /** the lowers of the mount the upper belonged to, top-most first */
+  lowers: string[];
+  /** where to write the blob (via out + '.tmp') */
+  out: string;
+  compression: LayerCompression;
+  /** compression level; gzip 6 and zstd 3 by default */
+  level?: number;
+  sourceDateEpoch?: number;
+  /** in-container absolute paths the runtime created as mount points; /proc, /dev, /sys always count */
+  dropEmptyMountpoints?: string[];
+  /** also remove the dropped mount-point dirs from the upper, so it stays equal to the blob */
+  pruneUpper?: boolean;
+}
+
+export interface DiffResult {
+  /** sha256 of the uncompressed tar */
+  diffId: string;
+  /** sha256 of the blob */
+  digest: string;
+  /** bytes of the blob */
+  size: number;
+  mediaType: string;
+  /** nothing changed once mount-point stubs are dropped; callers skip the layer */
+  empty: boolean;
+  /** in-container paths of the stub directories left out of the layer */
+  dropped: string[];
+}
+
+export const MEDIA_TYPES: Record<LayerCompression, string> = {
+  gzip: 'application/vnd.oci.image.layer.v1.tar+gzip',
+  zstd: 'application/vnd.oci.image.layer.v1.tar+zstd',
+  none: 'application/vnd.oci.image.layer.v1.tar',
+};
+
+const ALWAYS_STUBS = ['/proc', '/dev', '/sys'];
+
+function index(root: FsNode): Map<string, FsNode> {
+  const all = new Map<string, FsNode>();
+  const visit = (n: FsNode): void => {
+    all.set(n.path, n);
+    for (const c of n.children) visit(c);
+  };
+  visit(root);
+  return all;
+}
+
+function parentPath(p: string): string {
+  const i = p.lastIndexOf('/');
+  return i === -1 ? '' : p.slice(0, i);
+}
+
+function sameXattrs(a: Map<string, Buffer>, b: Map<string, Buffer>): boolean {
+  if (a.size !== b.size) return false;
+  for (const [k, v] of a) if (!b.get(k)?.equals(v)) return false;
+  return true;
+}
+
+/**
+ * Removes the empty directories runtimes create as mount points. A stub goes when it is an
+ * empty, non-opaque dir of the upper that the lowers do not show; then its parents go too while
+ * they are left empty and were either new (not in the lowers) or only copied up (same mode,
+ * owner and xattrs as below: the copy-up happened because the stub was created in them).
+ */
+async function dropStubs(root: FsNode, lowers: string[], stubs: string[]): Promise<string[]> {
+  const nodes = index(root);
+  const dropped: string[] = [];
+  const remove = (n: FsNode): void => {
+    const parent = nodes.get(parentPath(n.path))!;
+    parent.children = parent.children.filter((c) => c !== n);
+    nodes.delete(n.path);
+    dropped.push(n.path);
+  };
+  const candidates = [...new Set(stubs.map((s) => normalizeMemberPath(Buffer.from(s, 'utf8').toString('latin1'))))]
+    .filter((p): p is string => p !== null && p !== '')
+    .sort((a, b) => b.split('/').length - a.split('/').length || (a < b ? -1 : a > b ? 1 : 0));
+  for (const stub of candidates) {
+    const n = nodes.get(stub);
+    if (!n || n.kind !== 'dir' || n.opaque || n.children.length > 0) continue;
+    if (await lookupInLowers(lowers, stub)) continue;
+    remove(n);
+    for (let p = parentPath(stub); p !== ''; p = parentPath(p)) {
+      const up = nodes.get(p);
+      if (!up || up.kind !== 'dir' || up.opaque || up.children.length > 0) break;
+      const below = await lookupInLowers(lowers, p);
+      if (below) {
+        if (!below.st.isDirectory()) break;
+        const st = up.st;
+        if (below.st.mode !== st.mode || below.st.uid !== st.uid || below.st.gid !== st.gid) break;
+        if (!sameXattrs((await readXattrs(hostPath(below.layer, p))).xattrs, up.xattrs)) break;
+      }
+      remove(up);
+    }
+  }
+  return dropped;
+}
+
+/** The emitted name of a node: whiteouts become `.wh.NAME`. */
+function emittedName(n: FsNode): string {
+  return n.kind === 'whiteout' ? `${WHITEOUT_PREFIX}${n.name}` : n.name;
+}
+
+type Planned = { header: TarHeader; source?: Buffer };
+
+function seconds(ns: bigint): number {
+  const s = ns / 1_000_000_000n;
+  return Number(ns < 0n && s * 1_000_000_000n !== ns ? s - 1n : s);
+}
+
+/** Every tar entry, in order, with where a file's bytes come from. */
+function plan(root: FsNode, upper: string, sourceDateEpoch: number | undefined): Planned[] {
+  const out: Planned[] = [];
+  const firstLink = new Map<bigint, string>();
+  const mtimeOf = (n: FsNode): number => {
+    const s = seconds(n.st.mtimeNs);
+    return sourceDateEpoch !== undefined && s > sourceDateEpoch ? sourceDateEpoch : s;
+  };
+  const base = (n: FsNode, name: string): TarHeader => ({
+    name,
+    type: 'file',
+    mode: Number(n.st.mode & 0o7777n),
+    uid: Number(n.st.uid),
+    gid: Number(n.st.gid),
+    size: 0,
+    mtime: mtimeOf(n),
+    linkname: '',
+    devmajor: 0,
+    devminor: 0,
+    xattrs: n.xattrs,
+  });
+  const visit = (dir: FsNode): void => {
+    type Item = { name: string; node?: FsNode };
+    const items: Item[] = dir.children.map((c) => ({ name: emittedName(c), node: c }));
+    if (dir.opaque) items.push({ name: OPAQUE_MARKER });
+    items.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    const prefix = dir.path === '' ? '' : `${dir.path}/`;
+    for (const item of items) {
+      const name = prefix + item.name;
+      const n = item.node;
+      if (!n) {
+        // the opaque marker: an empty file, like a whiteout
+        out.push({ header: { ...base(dir, name), mode: 0, uid: 0, gid: 0, xattrs: new Map() } });
+        continue;
+      }
+      switch (n.kind) {
+        case 'socket':
+          continue; // sockets cannot be archived; runtimes leave them behind
+        case 'whiteout':
+          out.push({ header: { ...base(n, name), mode: 0, uid: 0, gid: 0, xattrs: new Map() } });
+          continue;
+        case 'dir':
+          out.push({ header: { ...base(n, name), type: 'dir' } });
+          visit(n);
+          continue;
+        default:
+          break;
+      }
+      if (n.st.nlink > 1n) {
+        // overlay hard-links all whiteouts together; those were handled above
+        const first = firstLink.get(n.st.ino);
+        if (first !== undefined) {
+          out.push({ header: { ...base(n, name), type: 'link', linkname: first } });
+          continue;
+        }
+        firstLink.set(n.st.ino, name);
+      }
+      const h = base(n, name);
+      switch (n.kind) {
+        case 'file':
+          out.push({ header: { ...h, size: Number(n.st.size) }, source: hostPath(upper, n.path) });
+          break;
+        case 'symlink':
+          out.push({ header: { ...h, type: 'symlink', linkname: n.linkname, xattrs: new Map() } });
+          break;
+        case 'fifo':
+          out.push({ header: { ...h, type: 'fifo' } });
+          break;
+        case 'char':
+        case 'block': {
+          const rdev = n.st.rdev;
+          const major = Number(((rdev >> 8n) & 0xfffn) | ((rdev >> 32n) & ~0xfffn));
+          const minor = Number((rdev & 0xffn) | ((rdev >> 12n) & ~0xffn));
+          out.push({ header: { ...h, type: n.kind, devmajor: major, devminor: minor } });
+          break;
+        }
+      }
+    }
+  };
+  visit(root);
+  return out;
+}
+
+const READ_CHUNK = 1 << 20;
+
+async function* fileBytes(path: Buffer, size: number, name: string): AsyncGenerator<Buffer> {
+  const fh = await open(path, 'r');
+  try {
+    let offset = 0;
+    while (offset < size) {
+      const buf = Buffer.allocUnsafe(Math.min(READ_CHUNK, size - offset));
+      const { bytesRead } = await fh.read(buf, 0, buf.length, offset);
+      if (bytesRead === 0) break;
+      offset += bytesRead;
+      yield bytesRead === buf.length ? buf : buf.subarray(0, bytesRead);
+    }
+    if (offset !== size) {
+      throw new StrataError('FILE_CHANGED', `${JSON.stringify(name)} changed size while its layer was being written`, {
+        hint: 'Something still writes into the step’s filesystem; make sure the step has finished.',
+      });
+    }
+  } finally {
+    await fh.close();
+  }
+}
+
+async function* tarStream(entries: Planned[]): AsyncGenerator<Buffer> {
+  for (const { header, source } of entries) {
+    yield encodeHeader(header);
+    if (source && header.size > 0) {
+      yield* fileBytes(source, header.size, header.name);
+      const pad = padding(header.size);
+      if (pad) yield Buffer.alloc(pad);
+    }
+  }
+  yield END_OF_ARCHIVE;
+}
+
+export async function diffToLayer(upper: string, opts: DiffOptions): Promise<DiffResult> {
+  if (opts.sourceDateEpoch !== undefined && !(Number.isInteger(opts.sourceDateEpoch) && opts.sourceDateEpoch >= 0)) {
+    throw new StrataError('BAD_SOURCE_DATE_EPOCH', `SOURCE_DATE_EPOCH must be a whole number of seconds, got ${opts.sourceDateEpoch}`);
+  }
+  const root = await walkTree(upper);
+  const dropped = await dropStubs(root, opts.lowers, [...ALWAYS_STUBS, ...(opts.dropEmptyMountpoints ?? [])]);
+  const entries = plan(root, upper, opts.sourceDateEpoch);
+
+  const diffHash = sha256();
+  const blobHash = sha256();
+  const rawCount = { bytes: 0 };
+  const blobCount = { bytes: 0 };
+  const tarBytes = hashing(tarStream(entries), diffHash, rawCount);
+  let compressed: AsyncIterable<Buffer>;
+  switch (opts.compression) {
+    case 'gzip':
+      compressed = throughTransform(tarBytes, zlib.createGzip({ level: opts.level ?? 6 }));
+      break;
+    case 'zstd':
+      compressed = throughProcess(tarBytes, 'zstd', [`-${opts.level ?? 3}`, '-T0', '-c', '-q']);
+      break;
+    case 'none':
+      compressed = tarBytes;
+      break;
+  }
+  const tmp = `${opts.out}.tmp`;
+  try {
+    await pipeline(Readable.from(hashing(compressed, blobHash, blobCount)), createWriteStream(tmp));
+    await rename(tmp, opts.out);
+  } catch (e) {
+    await rm(tmp, { force: true });
+    throw e;
+  }
+  const droppedPaths = dropped.map((p) => `/${Buffer.from(p, 'latin1').toString('utf8')}`);
+  if (opts.pruneUpper) {
+    // deepest first: dropStubs records children before their parents
+    for (const p of dropped) await rmdir(hostPath(upper, p));
+  }
+  return {
+    diffId: `sha256:${diffHash.digest('hex')}`,
+    digest: `sha256:${blobHash.digest('hex')}`,
+    size: blobCount.bytes,
+    mediaType: MEDIA_TYPES[opts.compression],
+    empty: entries.length === 0,
+    dropped: droppedPaths,
+  };
+}

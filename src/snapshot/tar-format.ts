@@ -1,0 +1,305 @@
+// The bytes of a tar archive: 512-byte ustar headers, pax extended records, GNU long names.
+// Written by hand instead of using tar-stream because tar-stream decodes pax values as UTF-8
+// (binary xattrs such as security.capability would be mangled) and writes non-deterministic
+// pax headers. Paths are "binary strings" (latin1: one char per byte) so that names which are
+// not UTF-8 pass through unchanged; bytewise order is then plain string order.
+
+export const BLOCK = 512;
+
+export type EntryType = 'file' | 'link' | 'symlink' | 'char' | 'block' | 'dir' | 'fifo';
+
+export interface TarHeader {
+  name: string;
+  type: EntryType;
+  mode: number;
+  uid: number;
+  gid: number;
+  size: number;
+  /** seconds since the epoch; may be fractional (pax mtime) */
+  mtime: number;
+  linkname: string;
+  devmajor: number;
+  devminor: number;
+  /** SCHILY.xattr.* records, name -> raw value */
+  xattrs: Map<string, Buffer>;
+}
+
+/** A header record as read, before pax/GNU records are folded in. */
+export interface RawHeader {
+  typeflag: string;
+  name: string;
+  mode: number;
+  uid: number;
+  gid: number;
+  size: number;
+  mtime: number;
+  linkname: string;
+  devmajor: number;
+  devminor: number;
+}
+
+export class TarFormatError extends Error {}
+
+const USTAR_MAGIC = Buffer.from('ustar\u000000', 'latin1');
+const GNU_MAGIC = Buffer.from('ustar  \u0000', 'latin1');
+
+function cstring(buf: Buffer, off: number, len: number): string {
+  const end = buf.indexOf(0, off);
+  return buf.toString('latin1', off, end === -1 || end > off + len ? off + len : end);
+}
+
+function parseNumeric(buf: Buffer, off: number, len: number): number {
+  const field = buf.subarray(off, off + len);
+  if (field[0]! & 0x80) {
+    // base-256, the GNU/star extension for values that do not fit in octal
+    let value = 0;
+    if (field[0] === 0xff) {
+      for (let i = 0; i < len; i++) value = value * 256 + (0xff - field[i]!);
+      return -(value + 1);
+    }
+    value = field[0]! & 0x7f;
+    for (let i = 1; i < len; i++) value = value * 256 + field[i]!;
+    return value;
+  }
+  const text = field.toString('latin1').replace(/[\0 ]+$/g, '').replace(/^[ \0]+/g, '');
+  if (text === '') return 0;
+  if (!/^[0-7]+$/.test(text)) throw new TarFormatError(`bad numeric field ${JSON.stringify(text)}`);
+  return parseInt(text, 8);
+}
+
+function checksumOk(block: Buffer): boolean {
+  const stored = parseNumeric(block, 148, 8);
+  let unsigned = 0;
+  let signed = 0;
+  for (let i = 0; i < BLOCK; i++) {
+    const b = i >= 148 && i < 156 ? 0x20 : block[i]!;
+    unsigned += b;
+    signed += b > 127 ? b - 256 : b;
+  }
+  return stored === unsigned || stored === signed;
+}
+
+export function isZeroBlock(block: Buffer): boolean {
+  for (let i = 0; i < BLOCK; i++) if (block[i] !== 0) return false;
+  return true;
+}
+
+export function decodeHeader(block: Buffer): RawHeader {
+  if (!checksumOk(block)) throw new TarFormatError('header checksum mismatch (not a tar stream, or corrupted)');
+  const typeflag = block[156] === 0 ? '0' : String.fromCharCode(block[156]!);
+  let name = cstring(block, 0, 100);
+  const magic = block.subarray(257, 265);
+  // The prefix field exists in POSIX ustar only; GNU tar uses those bytes for other things.
+  if (magic.equals(USTAR_MAGIC) || (magic.subarray(0, 6).equals(USTAR_MAGIC.subarray(0, 6)) && !magic.equals(GNU_MAGIC))) {
+    const prefix = cstring(block, 345, 155);
+    if (prefix) name = `${prefix}/${name}`;
+  }
+  return {
+    typeflag,
+    name,
+    mode: parseNumeric(block, 100, 8),
+    uid: parseNumeric(block, 108, 8),
+    gid: parseNumeric(block, 116, 8),
+    size: parseNumeric(block, 124, 12),
+    mtime: parseNumeric(block, 136, 12),
+    linkname: cstring(block, 157, 100),
+    devmajor: parseNumeric(block, 329, 8),
+    devminor: parseNumeric(block, 337, 8),
+  };
+}
+
+/** Pax records: `LEN KEY=VALUE\n`. Values stay raw bytes. */
+export function decodePax(data: Buffer): Map<string, Buffer> {
+  const out = new Map<string, Buffer>();
+  let pos = 0;
+  while (pos < data.length) {
+    if (data[pos] === 0) break; // some writers pad with NULs
+    const space = data.indexOf(0x20, pos);
+    if (space === -1) throw new TarFormatError('bad pax record');
+    const len = parseInt(data.toString('latin1', pos, space), 10);
+    if (!Number.isSafeInteger(len) || len <= space - pos || pos + len > data.length || data[pos + len - 1] !== 0x0a) {
+      throw new TarFormatError('bad pax record length');
+    }
+    const record = data.subarray(space + 1, pos + len - 1);
+    const eq = record.indexOf(0x3d);
+    if (eq === -1) throw new TarFormatError('bad pax record (no "=")');
+    out.set(record.toString('utf8', 0, eq), Buffer.from(record.subarray(eq + 1)));
+    pos += len;
+  }
+  return out;
+}
+
+export function typeFromFlag(flag: string, name: string): EntryType | null {
+  switch (flag) {
+    case '0':
+    case '7': // contiguous file: a regular file everywhere that matters
+      return name.endsWith('/') ? 'dir' : 'file'; // v7 tars mark directories with a trailing slash
+    case '1':
+      return 'link';
+    case '2':
+      return 'symlink';
+    case '3':
+      return 'char';
+    case '4':
+      return 'block';
+    case '5':
+      return 'dir';
+    case '6':
+      return 'fifo';
+    default:
+      return null;
+  }
+}
+
+const FLAG: Record<EntryType, string> = { file: '0', link: '1', symlink: '2', char: '3', block: '4', dir: '5', fifo: '6' };
+
+// ---------------------------------------------------------------------------------------------
+// Writing
+
+function writeString(block: Buffer, off: number, len: number, value: string): void {
+  block.write(value, off, len, 'latin1');
+}
+
+function octal(value: number, digits: number): string | null {
+  if (!Number.isInteger(value) || value < 0) return null;
+  const s = value.toString(8);
+  return s.length > digits ? null : s.padStart(digits, '0');
+}
+
+function writeOctal(block: Buffer, off: number, len: number, value: number): void {
+  // `len - 1` digits and a NUL, as Go's archive/tar does
+  writeString(block, off, len, octal(value, len - 1) ?? '0'.repeat(len - 1));
+}
+
+function splitUstarName(name: string): { prefix: string; name: string } | null {
+  if (name.length <= 100) return { prefix: '', name };
+  // the first '/' that leaves at most 100 bytes of name and 155 of prefix
+  for (let i = name.indexOf('/'); i !== -1; i = name.indexOf('/', i + 1)) {
+    if (i > 155) return null;
+    if (name.length - i - 1 <= 100 && i > 0 && i < name.length - 1) return { prefix: name.slice(0, i), name: name.slice(i + 1) };
+  }
+  return null;
+}
+
+function headerBlock(h: {
+  name: string;
+  prefix: string;
+  typeflag: string;
+  mode: number;
+  uid: number;
+  gid: number;
+  size: number;
+  mtime: number;
+  linkname: string;
+  devmajor: number;
+  devminor: number;
+}): Buffer {
+  const block = Buffer.alloc(BLOCK);
+  writeString(block, 0, 100, h.name);
+  writeOctal(block, 100, 8, h.mode);
+  writeOctal(block, 108, 8, h.uid);
+  writeOctal(block, 116, 8, h.gid);
+  writeOctal(block, 124, 12, h.size);
+  writeOctal(block, 136, 12, h.mtime);
+  block.fill(0x20, 148, 156);
+  writeString(block, 156, 1, h.typeflag);
+  writeString(block, 157, 100, h.linkname);
+  USTAR_MAGIC.copy(block, 257);
+  writeOctal(block, 329, 8, h.devmajor);
+  writeOctal(block, 337, 8, h.devminor);
+  writeString(block, 345, 155, h.prefix);
+  let sum = 0;
+  for (let i = 0; i < BLOCK; i++) sum += block[i]!;
+  writeString(block, 148, 8, `${sum.toString(8).padStart(6, '0')}\0 `);
+  return block;
+}
+
+function paxRecord(key: string, value: Buffer): Buffer {
+  const body = Buffer.concat([Buffer.from(` ${key}=`, 'utf8'), value, Buffer.from('\n')]);
+  let len = body.length + 1;
+  while (String(len).length + body.length !== len) len = String(len).length + body.length;
+  return Buffer.concat([Buffer.from(String(len), 'latin1'), body]);
+}
+
+function formatMtime(mtime: number): string {
+  if (Number.isInteger(mtime)) return String(mtime);
+  const sign = mtime < 0 ? '-' : '';
+  const abs = Math.abs(mtime);
+  const whole = Math.floor(abs);
+  const frac = Math.round((abs - whole) * 1e9);
+  return frac === 0 ? `${sign}${whole}` : `${sign}${whole}.${String(frac).padStart(9, '0').replace(/0+$/, '')}`;
+}
+
+export function padding(size: number): number {
+  const rest = size % BLOCK;
+  return rest === 0 ? 0 : BLOCK - rest;
+}
+
+/**
+ * The header blocks (pax extended header when needed, then ustar) for one entry. The output
+ * depends only on `h`: pax records are in a fixed order, xattrs sorted by name.
+ */
+export function encodeHeader(h: TarHeader): Buffer {
+  const isDir = h.type === 'dir';
+  const fullName = isDir && !h.name.endsWith('/') ? `${h.name}/` : h.name;
+  const size = h.type === 'file' ? h.size : 0;
+  const pax: Array<[string, Buffer]> = [];
+
+  let split = splitUstarName(fullName);
+  if (!split) {
+    pax.push(['path', Buffer.from(fullName, 'latin1')]);
+    split = { prefix: '', name: fullName.slice(0, 100) };
+  }
+  let linkname = h.linkname;
+  if (Buffer.byteLength(linkname, 'latin1') > 100) {
+    pax.push(['linkpath', Buffer.from(linkname, 'latin1')]);
+    linkname = linkname.slice(0, 100);
+  }
+  let mtimeField = Math.trunc(h.mtime);
+  if (!Number.isInteger(h.mtime) || octal(mtimeField, 11) === null) {
+    pax.push(['mtime', Buffer.from(formatMtime(h.mtime), 'latin1')]);
+    if (octal(mtimeField, 11) === null) mtimeField = 0;
+  }
+  const ids: Array<['uid' | 'gid', number]> = [
+    ['uid', h.uid],
+    ['gid', h.gid],
+  ];
+  for (const [key, value] of ids) if (octal(value, 7) === null) pax.push([key, Buffer.from(String(value), 'latin1')]);
+  if (octal(size, 11) === null) pax.push(['size', Buffer.from(String(size), 'latin1')]);
+  for (const key of [...h.xattrs.keys()].sort()) pax.push([`SCHILY.xattr.${key}`, h.xattrs.get(key)!]);
+
+  const main = headerBlock({
+    name: split.name,
+    prefix: split.prefix,
+    typeflag: FLAG[h.type],
+    mode: h.mode & 0o7777,
+    uid: octal(h.uid, 7) === null ? 0 : h.uid,
+    gid: octal(h.gid, 7) === null ? 0 : h.gid,
+    size: octal(size, 11) === null ? 0 : size,
+    mtime: mtimeField,
+    linkname,
+    devmajor: h.devmajor,
+    devminor: h.devminor,
+  });
+  if (pax.length === 0) return main;
+
+  const records = Buffer.concat(pax.map(([k, v]) => paxRecord(k, v)));
+  const base = fullName.replace(/\/+$/, '').split('/').pop() ?? '';
+  const paxHeader = headerBlock({
+    name: `PaxHeaders.0/${base}`.slice(0, 100),
+    prefix: '',
+    typeflag: 'x',
+    mode: 0o644,
+    uid: 0,
+    gid: 0,
+    size: records.length,
+    mtime: 0,
+    linkname: '',
+    devmajor: 0,
+    devminor: 0,
+  });
+  return Buffer.concat([paxHeader, records, Buffer.alloc(padding(records.length)), main]);
+}
+
+/** Two zero blocks end an archive. */
+export const END_OF_ARCHIVE = Buffer.alloc(2 * BLOCK);
