@@ -2,6 +2,8 @@
 import { Command, CommanderError } from 'commander';
 import { isStrataError } from '../errors.js';
 import { registerDebug } from './commands/debug.js';
+import { registerBuild } from './commands/build.js';
+import { registerImages } from './commands/images.js';
 
 export function buildProgram(): Command {
   const program = new Command();
@@ -10,7 +12,10 @@ export function buildProgram(): Command {
     .description('Build OCI images from Dockerfiles with a cache you can see, share and control')
     .version('0.1.0')
     .showHelpAfterError()
+    .enablePositionalOptions()
     .exitOverride();
+  registerBuild(program);
+  registerImages(program);
   registerDebug(program);
   return program;
 }

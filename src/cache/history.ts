@@ -1,0 +1,47 @@
+// Build history: one row per build and per step, with what went into each step's key, so that
+// `strata explain` can name the input that changed since the nearest earlier build.
+import type { Store } from './store.js';
+
+export interface RecordedStep {
+  vertex: { stage: string; stepLabel: string; instruction: string; location?: { line: number } };
+  result: { key: string; cached: boolean; reason: string; durationMs: number; inputs: unknown };
+}
+
+export interface BuildRecord {
+  id: string;
+  started: number;
+  finished: number;
+  dockerfile: string;
+  context: string;
+  target: string;
+  args: Record<string, string>;
+  status: string;
+  steps: RecordedStep[];
+}
+
+export function recordBuild(store: Store, b: BuildRecord): void {
+  const insertBuild = store.db.prepare(
+    'INSERT OR REPLACE INTO builds(id,started,finished,dockerfile,context,target,args,status,pid) VALUES (?,?,?,?,?,?,?,?,?)',
+  );
+  const insertStep = store.db.prepare(
+    'INSERT OR REPLACE INTO build_steps(build_id,idx,stage,step_label,instruction,line,key,cached,reason,duration_ms,inputs) VALUES (?,?,?,?,?,?,?,?,?,?,?)',
+  );
+  store.db.transaction(() => {
+    insertBuild.run(b.id, b.started, b.finished, b.dockerfile, b.context, b.target, JSON.stringify(b.args), b.status, process.pid);
+    b.steps.forEach((s, i) => {
+      insertStep.run(
+        b.id,
+        i,
+        s.vertex.stage,
+        s.vertex.stepLabel,
+        s.vertex.instruction,
+        s.vertex.location?.line ?? null,
+        s.result.key,
+        s.result.cached ? 1 : 0,
+        s.result.reason,
+        Math.round(s.result.durationMs),
+        JSON.stringify(s.result.inputs),
+      );
+    });
+  })();
+}

@@ -1,0 +1,70 @@
+// SQLite schema of the store index. Each statement is idempotent so opening an older store upgrades it.
+export const SCHEMA = `
+CREATE TABLE IF NOT EXISTS blobs (
+  digest TEXT PRIMARY KEY,
+  size INTEGER NOT NULL,
+  media_type TEXT NOT NULL,
+  created INTEGER NOT NULL,
+  last_used INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS layers (
+  diff_id TEXT PRIMARY KEY,
+  blob_digest TEXT NOT NULL,
+  size INTEGER NOT NULL,
+  media_type TEXT NOT NULL,
+  unpacked INTEGER NOT NULL DEFAULT 0,
+  created INTEGER NOT NULL,
+  last_used INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS images (
+  name TEXT PRIMARY KEY,
+  manifest_digest TEXT NOT NULL,
+  config_digest TEXT NOT NULL,
+  created INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS resolutions (
+  ref TEXT PRIMARY KEY,
+  digest TEXT NOT NULL,
+  resolved_at INTEGER NOT NULL
+);
+-- A cache record: a step's key -> the layer chain its result is (diff ids, JSON array).
+CREATE TABLE IF NOT EXISTS cache_records (
+  key TEXT PRIMARY KEY,
+  chain TEXT NOT NULL,
+  created INTEGER NOT NULL,
+  last_used INTEGER NOT NULL,
+  build_id TEXT,
+  description TEXT
+);
+CREATE TABLE IF NOT EXISTS builds (
+  id TEXT PRIMARY KEY,
+  started INTEGER NOT NULL,
+  finished INTEGER,
+  dockerfile TEXT NOT NULL,
+  context TEXT NOT NULL,
+  target TEXT NOT NULL,
+  args TEXT NOT NULL,
+  status TEXT NOT NULL,
+  pid INTEGER
+);
+CREATE TABLE IF NOT EXISTS build_steps (
+  build_id TEXT NOT NULL,
+  idx INTEGER NOT NULL,
+  stage TEXT NOT NULL,
+  step_label TEXT NOT NULL,
+  instruction TEXT NOT NULL,
+  line INTEGER,
+  key TEXT,
+  cached INTEGER NOT NULL,
+  reason TEXT NOT NULL,
+  duration_ms INTEGER NOT NULL,
+  inputs TEXT NOT NULL,
+  PRIMARY KEY (build_id, idx)
+);
+CREATE TABLE IF NOT EXISTS cache_mounts (
+  id TEXT PRIMARY KEY,
+  dir TEXT NOT NULL,
+  created INTEGER NOT NULL,
+  last_used INTEGER NOT NULL
+);
+`;

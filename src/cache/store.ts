@@ -1,0 +1,243 @@
+// The embedded store: content-addressed blobs, unpacked layers (usable as overlay lowers), named
+// images, cache records and build history, indexed in SQLite (WAL). Files are written to a temp
+// name and renamed into place before any row points at them, so a kill -9 leaves at worst an
+// unreferenced temp file that `doctor` or the next open removes.
+import Database from 'better-sqlite3';
+import { createHash, randomBytes } from 'node:crypto';
+import { createReadStream, existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
+import { copyFile, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { StrataError } from '../errors.js';
+import { SCHEMA } from './schema.js';
+
+export interface LayerInfo {
+  diffId: string;
+  digest: string;
+  size: number;
+  mediaType: string;
+}
+
+export interface ImageRecord {
+  name: string;
+  manifestDigest: string;
+  configDigest: string;
+  created: number;
+}
+
+export function defaultStoreRoot(): string {
+  if (process.env.STRATA_ROOT) return process.env.STRATA_ROOT;
+  const xdg = process.env.XDG_DATA_HOME || join(homedir(), '.local', 'share');
+  return join(xdg, 'strata');
+}
+
+export function hexOf(digest: string): string {
+  const m = /^sha256:([0-9a-f]{64})$/.exec(digest);
+  if (!m) throw new StrataError('BAD_DIGEST', `"${digest}" is not a sha256 digest`);
+  return m[1]!;
+}
+
+export class Store {
+  readonly db: Database.Database;
+  readonly root: string;
+
+  private constructor(root: string) {
+    this.root = root;
+    for (const d of ['blobs/sha256', 'layers', 'mounts', 'tmp', 'state']) mkdirSync(join(root, d), { recursive: true });
+    this.db = new Database(join(root, 'index.db'), { timeout: 30_000 });
+    this.db.pragma('journal_mode = WAL');
+    this.db.pragma('synchronous = NORMAL');
+    this.db.pragma('foreign_keys = ON');
+    this.db.exec(SCHEMA);
+  }
+
+  static open(root = defaultStoreRoot()): Store {
+    try {
+      return new Store(root);
+    } catch (e) {
+      throw new StrataError('STORE_OPEN', `cannot open the store at ${root}: ${(e as Error).message}`, {
+        hint: 'check the path and its permissions, or pick another with --root / STRATA_ROOT',
+        cause: e,
+      });
+    }
+  }
+
+  close(): void {
+    this.db.close();
+  }
+
+  now(): number {
+    const fake = process.env.STRATA_FAKE_NOW;
+    return fake ? Date.parse(fake) || Number(fake) : Date.now();
+  }
+
+  // ---- blobs ----
+  blobPath(digest: string): string {
+    return join(this.root, 'blobs', 'sha256', hexOf(digest));
+  }
+
+  hasBlob(digest: string): boolean {
+    return existsSync(this.blobPath(digest));
+  }
+
+  tmpPath(prefix: string): string {
+    return join(this.root, 'tmp', `${prefix}-${process.pid}-${randomBytes(6).toString('hex')}`);
+  }
+
+  async putBlob(data: Buffer, mediaType: string): Promise<string> {
+    const digest = 'sha256:' + createHash('sha256').update(data).digest('hex');
+    if (!this.hasBlob(digest)) {
+      const tmp = this.tmpPath('blob');
+      await writeFile(tmp, data);
+      await rename(tmp, this.blobPath(digest));
+    }
+    this.recordBlob(digest, data.length, mediaType);
+    return digest;
+  }
+
+  /** Moves a file whose digest the caller verified into the store. */
+  async adoptBlob(file: string, digest: string, mediaType: string): Promise<void> {
+    const size = (await stat(file)).size;
+    if (this.hasBlob(digest)) await rm(file, { force: true });
+    else await rename(file, this.blobPath(digest));
+    this.recordBlob(digest, size, mediaType);
+  }
+
+  /** Copies a blob file into the store, verifying it against its digest first. */
+  async adoptBlobCopy(file: string, digest: string, mediaType = 'application/octet-stream'): Promise<void> {
+    if (this.hasBlob(digest)) return;
+    const tmp = this.tmpPath('copy');
+    await copyFile(file, tmp);
+    const h = createHash('sha256');
+    await new Promise<void>((res, rej) => createReadStream(tmp).on('data', (c) => h.update(c)).on('end', res).on('error', rej));
+    if ('sha256:' + h.digest('hex') !== digest) {
+      await rm(tmp, { force: true });
+      throw new StrataError('DIGEST_MISMATCH', `${file} does not match its digest ${digest}`, { hint: 'the archive is corrupt; write it again' });
+    }
+    await this.adoptBlob(tmp, digest, mediaType);
+  }
+
+  private recordBlob(digest: string, size: number, mediaType: string): void {
+    const t = this.now();
+    this.db
+      .prepare('INSERT INTO blobs(digest,size,media_type,created,last_used) VALUES (?,?,?,?,?) ON CONFLICT(digest) DO UPDATE SET last_used=excluded.last_used')
+      .run(digest, size, mediaType, t, t);
+  }
+
+  async readBlob(digest: string): Promise<Buffer> {
+    try {
+      return await readFile(this.blobPath(digest));
+    } catch {
+      throw new StrataError('BLOB_MISSING', `blob ${digest} is missing from the store`, { hint: 'run `strata doctor` to repair the store' });
+    }
+  }
+
+  async verifyBlob(digest: string): Promise<boolean> {
+    const h = createHash('sha256');
+    await new Promise<void>((res, rej) => createReadStream(this.blobPath(digest)).on('data', (c) => h.update(c)).on('end', res).on('error', rej));
+    return 'sha256:' + h.digest('hex') === digest;
+  }
+
+  // ---- layers ----
+  layerDir(diffId: string): string {
+    return join(this.root, 'layers', hexOf(diffId));
+  }
+
+  layer(diffId: string): LayerInfo | undefined {
+    const r = this.db.prepare('SELECT diff_id, blob_digest, size, media_type FROM layers WHERE diff_id=?').get(diffId) as
+      | { diff_id: string; blob_digest: string; size: number; media_type: string }
+      | undefined;
+    return r && { diffId: r.diff_id, digest: r.blob_digest, size: r.size, mediaType: r.media_type };
+  }
+
+  /** True when the layer's unpacked directory exists and is recorded (usable as a lower). */
+  layerReady(diffId: string): boolean {
+    const r = this.db.prepare('SELECT unpacked FROM layers WHERE diff_id=?').get(diffId) as { unpacked: number } | undefined;
+    return !!r?.unpacked && existsSync(this.layerDir(diffId));
+  }
+
+  /** Moves an unpacked layer dir into place (or drops it when another process won) and records it. */
+  async adoptLayer(dir: string, info: LayerInfo): Promise<void> {
+    const dest = this.layerDir(info.diffId);
+    if (existsSync(dest)) await rm(dir, { recursive: true, force: true });
+    else {
+      try {
+        await rename(dir, dest);
+      } catch (e) {
+        if (!existsSync(dest)) throw e;
+        await rm(dir, { recursive: true, force: true });
+      }
+    }
+    const t = this.now();
+    this.db
+      .prepare(
+        `INSERT INTO layers(diff_id,blob_digest,size,media_type,unpacked,created,last_used) VALUES (?,?,?,?,1,?,?)
+         ON CONFLICT(diff_id) DO UPDATE SET unpacked=1, last_used=excluded.last_used`,
+      )
+      .run(info.diffId, info.digest, info.size, info.mediaType, t, t);
+  }
+
+  // ---- images ----
+  setImage(name: string, manifestDigest: string, configDigest: string): void {
+    this.db
+      .prepare('INSERT INTO images(name,manifest_digest,config_digest,created) VALUES (?,?,?,?) ON CONFLICT(name) DO UPDATE SET manifest_digest=excluded.manifest_digest, config_digest=excluded.config_digest, created=excluded.created')
+      .run(name, manifestDigest, configDigest, this.now());
+  }
+
+  image(name: string): ImageRecord | undefined {
+    const r = this.db.prepare('SELECT name, manifest_digest, config_digest, created FROM images WHERE name=?').get(name) as
+      | { name: string; manifest_digest: string; config_digest: string; created: number }
+      | undefined;
+    return r && { name: r.name, manifestDigest: r.manifest_digest, configDigest: r.config_digest, created: r.created };
+  }
+
+  images(): ImageRecord[] {
+    return (this.db.prepare('SELECT name, manifest_digest, config_digest, created FROM images ORDER BY name').all() as {
+      name: string;
+      manifest_digest: string;
+      config_digest: string;
+      created: number;
+    }[]).map((r) => ({ name: r.name, manifestDigest: r.manifest_digest, configDigest: r.config_digest, created: r.created }));
+  }
+
+  removeImage(name: string): boolean {
+    return this.db.prepare('DELETE FROM images WHERE name=?').run(name).changes > 0;
+  }
+
+  // ---- base image resolutions (tag -> digest), for offline builds ----
+  setResolution(ref: string, digest: string): void {
+    this.db
+      .prepare('INSERT INTO resolutions(ref,digest,resolved_at) VALUES (?,?,?) ON CONFLICT(ref) DO UPDATE SET digest=excluded.digest, resolved_at=excluded.resolved_at')
+      .run(ref, digest, this.now());
+  }
+
+  resolution(ref: string): { digest: string; resolvedAt: number } | undefined {
+    const r = this.db.prepare('SELECT digest, resolved_at FROM resolutions WHERE ref=?').get(ref) as { digest: string; resolved_at: number } | undefined;
+    return r && { digest: r.digest, resolvedAt: r.resolved_at };
+  }
+
+  /** Removes temp files left by processes that no longer run (kill -9). */
+  cleanTmp(): void {
+    const dir = join(this.root, 'tmp');
+    for (const name of readdirSync(dir)) {
+      const m = /-(\d+)-[0-9a-f]+$/.exec(name);
+      const pid = m ? Number(m[1]) : NaN;
+      if (Number.isFinite(pid) && pid !== process.pid && pidAlive(pid)) continue;
+      if (Number.isFinite(pid) && pid === process.pid) continue;
+      try {
+        rmSync(join(dir, name), { recursive: true, force: true });
+      } catch {
+        // A mount may still be held: doctor unmounts it.
+      }
+    }
+  }
+}
+
+export function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}

@@ -1,0 +1,250 @@
+// `strata build`: buildx's flags, the embedded store, and BuildKit-like progress output.
+import type { Command } from 'commander';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { cp, mkdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { StrataError } from '../../errors.js';
+import { parseDockerfile } from '../../dockerfile/parser.js';
+import { planBuild, goArch, parseNamedContextValue, type NamedContext } from '../../frontend/plan.js';
+import { Store } from '../../cache/store.js';
+import { BaseImages } from '../../solver/base-images.js';
+import { Solver } from '../../solver/solver.js';
+import { withChain } from '../../solver/mounts.js';
+import { detectRuntime } from '../../executor/runtime.js';
+import { writeBuiltImage, type BuiltImage } from '../../image/from-build.js';
+import { plainRenderer, jsonRenderer } from '../../progress/plain.js';
+import type { EventSink } from '../../progress/events.js';
+import { parseDockerignore, PatternMatcher } from '../../context/dockerignore.js';
+import { collect, parseBuildArgs, parseOutput, parseSecrets, type OutputSpec } from '../build-options.js';
+import { exportImage } from '../exporters.js';
+import { recordBuild } from '../../cache/history.js';
+
+export interface BuildFlags {
+  file?: string;
+  tag: string[];
+  target?: string;
+  buildArg: string[];
+  output: string[];
+  progress: string;
+  network?: string;
+  secret: string[];
+  buildContext: string[];
+  platform?: string;
+  noCache?: boolean;
+  noCacheFilter: string[];
+  pull?: boolean;
+  push?: boolean;
+  load?: boolean;
+  jobs?: string;
+  root?: string;
+  insecureRegistry: string[];
+  cacheTtl: string[];
+  quiet?: boolean;
+}
+
+export function registerBuild(program: Command): void {
+  program
+    .command('build')
+    .description('Build an image from a Dockerfile')
+    .argument('[path]', 'build context directory', '.')
+    .option('-f, --file <file>', 'Dockerfile (default: PATH/Dockerfile; - for stdin)')
+    .option('-t, --tag <name>', 'name and optionally a tag (repeatable)', collect, [])
+    .option('--target <stage>', 'build this stage')
+    .option('--build-arg <k=v>', 'set a build-time variable (repeatable)', collect, [])
+    .option('-o, --output <spec>', 'type=image|oci|docker|registry|local[,dest=...] (repeatable)', collect, [])
+    .option('--progress <mode>', 'auto, tty, plain or rawjson', 'auto')
+    .option('--network <mode>', 'default network for RUN: default, none or host')
+    .option('--secret <spec>', 'id=ID,src=FILE (repeatable)', collect, [])
+    .option('--build-context <name=src>', 'named context: DIR, oci-layout://DIR[:TAG], docker-image://REF (repeatable)', collect, [])
+    .option('--platform <platform>', 'target platform (only the host platform is supported)')
+    .option('--no-cache', 'do not use the cache for any step')
+    .option('--no-cache-filter <stages>', 'do not use the cache for these stages (repeatable, comma-separated)', collect, [])
+    .option('--pull', 'always resolve base images in the registry')
+    .option('--push', 'shorthand for --output type=registry')
+    .option('--load', 'keep the image in the store (the default)')
+    .option('--jobs <n>', 'steps to run at once')
+    .option('--root <dir>', 'store directory (default $STRATA_ROOT or $XDG_DATA_HOME/strata)')
+    .option('--insecure-registry <host>', 'allow plain HTTP to this registry (repeatable)', collect, [])
+    .option('--cache-ttl <ttl>', 'DURATION for every RUN, or STAGE=DURATION (repeatable)', collect, [])
+    .option('-q, --quiet', 'print only the image digest')
+    .action(async (path: string, flags: BuildFlags & { cache?: boolean; cacheFilter?: string[] | boolean }) => {
+      // commander reads `--no-X` as the negation of X: map both back to buildx's meaning.
+      flags.noCache = flags.cache === false;
+      flags.noCacheFilter = Array.isArray(flags.cacheFilter) ? flags.cacheFilter : [];
+      const digest = await runBuild(path, flags);
+      process.stdout.write(`${digest}\n`);
+    });
+}
+
+function readDockerfile(contextDir: string, file: string | undefined): { text: Buffer; name: string; path?: string } {
+  if (file === '-') return { text: readFileSync(0), name: '-' };
+  const path = file ? resolve(file) : join(contextDir, 'Dockerfile');
+  if (!existsSync(path)) {
+    throw new StrataError('NO_DOCKERFILE', `cannot read the Dockerfile: ${path} does not exist`, { hint: 'pass its path with -f FILE' });
+  }
+  return { text: readFileSync(path), name: file ?? 'Dockerfile', path };
+}
+
+function loadIgnore(contextDir: string, dockerfilePath?: string): { fn: (rel: string, isDir: boolean) => boolean; mayReinclude: boolean } | undefined {
+  const candidates = [dockerfilePath ? dockerfilePath + '.dockerignore' : undefined, join(contextDir, '.dockerignore')].filter((p): p is string => !!p);
+  for (const c of candidates) {
+    if (existsSync(c)) {
+      const patterns = parseDockerignore(readFileSync(c, 'utf8'));
+      if (patterns.length === 0) return undefined;
+      const m = new PatternMatcher(patterns);
+      return { fn: (rel: string) => m.matches(rel), mayReinclude: m.exclusions };
+    }
+  }
+  return undefined;
+}
+
+export async function runBuild(pathArg: string, flags: BuildFlags): Promise<string> {
+  const contextDir = resolve(pathArg);
+  if (!existsSync(contextDir)) throw new StrataError('NO_CONTEXT', `build context ${contextDir} does not exist`);
+  if (flags.platform) {
+    const want = flags.platform.split(',').map((s) => s.trim());
+    const host = `linux/${goArch()}`;
+    if (want.length !== 1 || (want[0] !== host && want[0] !== host.replace('/amd64', '/x86_64'))) {
+      throw new StrataError('UNSUPPORTED_PLATFORM', `--platform ${flags.platform}: strata builds only for this machine's platform (${host})`, {
+        hint: `drop --platform or pass --platform ${host}`,
+      });
+    }
+  }
+  const df = readDockerfile(contextDir, flags.file);
+  const parsed = parseDockerfile(df.text, df.name);
+  const store = Store.open(flags.root ? resolve(flags.root) : undefined);
+  store.cleanTmp();
+  const buildId = randomBytes(8).toString('hex');
+  const started = Date.now();
+  const write = (s: string) => process.stderr.write(s);
+  const events: EventSink = flags.quiet ? () => undefined : flags.progress === 'rawjson' ? jsonRenderer(write) : plainRenderer(write);
+  const warn = (message: string) => events({ type: 'warning', message, time: Date.now() });
+  for (const w of parsed.warnings) warn(`${df.name}:${w.line}: ${w.message}`);
+
+  const namedContexts: Record<string, NamedContext> = {};
+  const contextDirs: Record<string, string> = { context: contextDir };
+  for (const bc of flags.buildContext) {
+    const eq = bc.indexOf('=');
+    if (eq <= 0) throw new StrataError('BAD_FLAG', `--build-context ${bc}: write NAME=SOURCE`);
+    const name = bc.slice(0, eq);
+    const nc = parseNamedContextValue(bc.slice(eq + 1));
+    if (nc.kind === 'dir') {
+      nc.path = resolve(nc.path);
+      contextDirs[name] = nc.path;
+    } else if (nc.kind === 'layout') nc.dir = resolve(nc.dir);
+    namedContexts[name] = nc;
+  }
+  const secrets = parseSecrets(flags.secret);
+  const secretFiles: Record<string, string> = {};
+  let secretTmp: string | undefined;
+  for (const [k, v] of Object.entries(secrets)) {
+    if (k.startsWith('env:')) {
+      secretTmp ??= mkdtempSync(join(tmpdir(), 'strata-secret-'));
+      const f = join(secretTmp, k.slice(4));
+      writeFileSync(f, process.env[v] ?? '', { mode: 0o600 });
+      secretFiles[k.slice(4)] = f;
+    } else secretFiles[k] = resolve(v);
+  }
+  const stageTtls: Record<string, string> = {};
+  let defaultTtl: string | undefined;
+  for (const t of flags.cacheTtl) {
+    const eq = t.indexOf('=');
+    if (eq > 0) stageTtls[t.slice(0, eq).toLowerCase()] = t.slice(eq + 1);
+    else defaultTtl = t;
+  }
+
+  const outputs: OutputSpec[] = flags.output.map(parseOutput);
+  if (flags.push) outputs.push({ type: 'registry' });
+  if (outputs.length === 0) outputs.push({ type: 'image', push: false });
+
+  const bases = new BaseImages(store, { pull: !!flags.pull, insecureRegistries: flags.insecureRegistry, warn });
+  const buildArgs = parseBuildArgs(flags.buildArg);
+  const platform = { os: 'linux', architecture: goArch() };
+  let status = 'failed';
+  let solver: Solver | undefined;
+  let plan: Awaited<ReturnType<typeof planBuild>> | undefined;
+  try {
+    plan = await planBuild(parsed, {
+      file: df.name,
+      buildArgs,
+      target: flags.target,
+      namedContexts,
+      resolveBase: (op) => bases.info(op),
+      noCache: flags.noCache,
+      noCacheFilter: flags.noCacheFilter.flatMap((s) => s.split(',')).filter(Boolean),
+      cacheTtl: { default: defaultTtl, stages: stageTtls },
+      platform,
+    });
+    for (const w of plan.warnings) warn(w);
+    if (plan.unusedBuildArgs.length) warn(`build arguments not consumed by any ARG: ${plan.unusedBuildArgs.join(', ')}`);
+    const sde = buildArgs.SOURCE_DATE_EPOCH ?? process.env.SOURCE_DATE_EPOCH;
+    const sourceDateEpoch = sde !== undefined && sde !== '' ? Number(sde) : undefined;
+    if (sourceDateEpoch !== undefined && !Number.isInteger(sourceDateEpoch)) {
+      throw new StrataError('BAD_FLAG', `SOURCE_DATE_EPOCH=${sde} is not a whole number of seconds`);
+    }
+    const compression = outputs.some((o) => 'compression' in o && o.compression === 'zstd') ? 'zstd' : 'gzip';
+    const ignore = loadIgnore(contextDir, df.path);
+    let runtime: Promise<Awaited<ReturnType<typeof detectRuntime>>> | undefined;
+    solver = new Solver({
+      store,
+      bases,
+      contextDirs,
+      ignore: ignore?.fn,
+      ignoreMayReinclude: ignore?.mayReinclude,
+      secrets: secretFiles,
+      events,
+      jobs: flags.jobs ? Number(flags.jobs) : (await import('node:os')).availableParallelism(),
+      compression,
+      sourceDateEpoch,
+      runtime: () => (runtime ??= detectRuntime()),
+      buildId,
+      statCache: undefined,
+    });
+    if (flags.network && flags.network !== 'default') {
+      for (const v of plan.vertices) if (v.op.kind === 'exec' && v.op.network === 'default') v.op.network = flags.network as 'none' | 'host';
+    }
+    const result = await solver.solve(plan.target.final);
+    const byVertex = new Map(solver.steps.map((s) => [s.vertex.id, s.result]));
+    const image = await writeBuiltImage(store, {
+      config: plan.target.config,
+      author: plan.target.author,
+      baseHistory: plan.target.base.history,
+      baseLayerCount: plan.target.base.diffIds.length,
+      steps: plan.target.history.map((h) => ({ entry: h.entry, addedLayer: h.vertex ? !!byVertex.get(h.vertex.id)?.addedLayer : false })),
+      chain: result.chain,
+      created: sourceDateEpoch !== undefined ? new Date(sourceDateEpoch * 1000) : new Date(),
+      platform,
+    });
+    for (const o of outputs) await runOutput(o, image, result.chain, store, bases, flags);
+    status = 'done';
+    return image.manifestDigest;
+  } finally {
+    if (solver && plan) {
+      recordBuild(store, {
+        id: buildId,
+        started,
+        finished: Date.now(),
+        dockerfile: df.path ?? df.name,
+        context: contextDir,
+        target: plan.target.name,
+        args: buildArgs,
+        status,
+        steps: solver.steps,
+      });
+    }
+    if (secretTmp) await rm(secretTmp, { recursive: true, force: true });
+    store.close();
+  }
+}
+
+async function runOutput(o: OutputSpec, image: BuiltImage, chain: import('../../cache/store.js').LayerInfo[], store: Store, bases: BaseImages, flags: BuildFlags): Promise<void> {
+  if (o.type === 'local') {
+    const dest = resolve(o.dest);
+    await mkdir(dest, { recursive: true });
+    await withChain(store, chain, (merged) => cp(merged, dest, { recursive: true, verbatimSymlinks: true, force: true, preserveTimestamps: true }));
+    return;
+  }
+  await exportImage(o, image, store, bases.client, flags.tag);
+}

@@ -1,0 +1,220 @@
+// Walks the build graph from the target: each vertex's key is the digest of its definition and of
+// its inputs' RESULTS (layer chains), so a parent that reruns to identical output leaves its
+// children cached. Hits reuse the recorded chain; misses run (in parallel where the graph allows,
+// bounded by `jobs`) and are recorded with the reason they ran.
+import { StrataError } from '../errors.js';
+import type { LayerInfo, Store } from '../cache/store.js';
+import { digestOf } from '../graph/digest.js';
+import type { Op, Vertex } from '../graph/ops.js';
+import type { EventSink, VertexRef } from '../progress/events.js';
+import type { Runtime } from '../executor/types.js';
+import { checksumSources, type StatCache } from '../context/checksum.js';
+import type { BaseImages } from './base-images.js';
+import { runExec } from './exec-step.js';
+import { runCopy, runMkdir } from './file-steps.js';
+import { formatAge } from './age.js';
+
+export const CACHE_KEY_VERSION = 1;
+
+export interface SolverOptions {
+  store: Store;
+  bases: BaseImages;
+  /** Host directories of the main context ('context') and of named local contexts. */
+  contextDirs: Record<string, string>;
+  ignore?: (relPath: string, isDir: boolean) => boolean;
+  /** The .dockerignore has `!` exceptions: ignored dirs must still be walked. */
+  ignoreMayReinclude?: boolean;
+  statCache?: StatCache;
+  secrets: Record<string, string>;
+  events: EventSink;
+  jobs: number;
+  compression: 'gzip' | 'zstd';
+  sourceDateEpoch?: number;
+  runtime: () => Promise<Runtime>;
+  buildId: string;
+  signal?: AbortSignal;
+}
+
+/** What went into a vertex's key, kept per build so a later miss can name what changed. */
+export interface StepInputs {
+  op: string;
+  files?: Record<string, string>;
+  filesDigest?: string;
+  args: Record<string, string>;
+  inputs: string[];
+  base?: string;
+}
+
+export interface VertexResult {
+  chain: LayerInfo[];
+  key: string;
+  cached: boolean;
+  reason: string;
+  durationMs: number;
+  inputs: StepInputs;
+  /** The step added a layer (false for hits too when the recorded result added none). */
+  addedLayer: boolean;
+}
+
+export function chainId(chain: LayerInfo[]): string {
+  return digestOf(chain.map((l) => l.diffId));
+}
+
+class Semaphore {
+  private active = 0;
+  private readonly waiting: (() => void)[] = [];
+  constructor(private readonly max: number) {}
+  async run<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.active >= this.max) await new Promise<void>((r) => this.waiting.push(r));
+    this.active++;
+    try {
+      return await fn();
+    } finally {
+      this.active--;
+      this.waiting.shift()?.();
+    }
+  }
+}
+
+export class Solver {
+  private readonly results = new Map<number, Promise<VertexResult>>();
+  private readonly sem: Semaphore;
+  readonly steps: { vertex: Vertex; result: VertexResult }[] = [];
+
+  constructor(private readonly o: SolverOptions) {
+    this.sem = new Semaphore(Math.max(1, o.jobs));
+  }
+
+  solve(v: Vertex): Promise<VertexResult> {
+    let p = this.results.get(v.id);
+    if (!p) {
+      p = this.solveVertex(v);
+      this.results.set(v.id, p);
+    }
+    return p;
+  }
+
+  private ref(v: Vertex): VertexRef {
+    return { id: v.id, name: v.stepLabel === '[internal]' ? `[internal] load metadata for ${v.instruction.replace(/^FROM /, '')}` : `${v.stepLabel} ${v.instruction}` };
+  }
+
+  private async solveVertex(v: Vertex): Promise<VertexResult> {
+    const inputs = await Promise.all(v.inputs.map((i) => this.solve(i)));
+    const ref = this.ref(v);
+    const t0 = Date.now();
+    if (v.op.kind === 'scratch') {
+      return { chain: [], key: digestOf({ v: CACHE_KEY_VERSION, scratch: true }), cached: true, reason: '', durationMs: 0, inputs: { op: 'scratch', args: {}, inputs: [] }, addedLayer: false };
+    }
+    if (v.op.kind === 'image' || v.op.kind === 'layout') {
+      this.o.events({ type: 'start', vertex: ref, time: t0 });
+      const img = await this.o.bases.resolve(v.op);
+      const chain = await this.o.bases.ensureLayers(img, (message) => this.o.events({ type: 'status', vertex: ref, message, time: Date.now() }));
+      this.o.events({ type: 'done', vertex: ref, time: Date.now(), durationMs: Date.now() - t0 });
+      return {
+        chain,
+        key: digestOf({ v: CACHE_KEY_VERSION, image: img.manifestDigest }),
+        cached: true,
+        reason: '',
+        durationMs: Date.now() - t0,
+        inputs: { op: v.instruction, args: {}, inputs: [], base: `${img.name}@${img.manifestDigest}` },
+        addedLayer: false,
+      };
+    }
+    const stepInputs = await this.stepInputs(v, inputs);
+    const key = digestOf({ v: CACHE_KEY_VERSION, op: stepInputs.op, files: stepInputs.filesDigest, inputs: stepInputs.inputs });
+    this.o.events({ type: 'start', vertex: ref, time: t0 });
+    const { store } = this.o;
+    let reason = '';
+    if (v.noCache) reason = '--no-cache';
+    else {
+      const rec = store.db.prepare('SELECT chain, created FROM cache_records WHERE key=?').get(key) as { chain: string; created: number } | undefined;
+      if (!rec) reason = 'no cache record';
+      else if (v.cacheTtlMs !== undefined && store.now() - rec.created > v.cacheTtlMs) {
+        reason = `expired (cached ${formatAge(store.now() - rec.created)} ago, ttl ${formatAge(v.cacheTtlMs)})`;
+      } else {
+        const chain = (JSON.parse(rec.chain) as string[]).map((d) => store.layer(d));
+        if (chain.every((l): l is LayerInfo => !!l && store.layerReady(l.diffId))) {
+          store.db.prepare('UPDATE cache_records SET last_used=? WHERE key=?').run(store.now(), key);
+          this.o.events({ type: 'cached', vertex: ref, time: Date.now() });
+          const result: VertexResult = { chain, key, cached: true, reason: '', durationMs: Date.now() - t0, inputs: stepInputs, addedLayer: chain.length > inputs[0]!.chain.length };
+          this.steps.push({ vertex: v, result });
+          return result;
+        }
+        reason = 'cached layers are missing from the store';
+      }
+    }
+    this.o.events({ type: 'miss', vertex: ref, reason, time: Date.now() });
+    const layer = await this.sem.run(() => this.execute(v, inputs.map((i) => i.chain), ref));
+    const chain = layer ? [...inputs[0]!.chain, layer] : inputs[0]!.chain;
+    store.db
+      .prepare('INSERT INTO cache_records(key,chain,created,last_used,build_id,description) VALUES (?,?,?,?,?,?) ON CONFLICT(key) DO UPDATE SET chain=excluded.chain, created=excluded.created, last_used=excluded.last_used, build_id=excluded.build_id')
+      .run(key, JSON.stringify(chain.map((l) => l.diffId)), store.now(), store.now(), this.o.buildId, `${v.stepLabel} ${v.instruction}`);
+    const durationMs = Date.now() - t0;
+    this.o.events({ type: 'done', vertex: ref, time: Date.now(), durationMs });
+    const result: VertexResult = { chain, key, cached: false, reason, durationMs, inputs: stepInputs, addedLayer: !!layer };
+    this.steps.push({ vertex: v, result });
+    return result;
+  }
+
+  private async stepInputs(v: Vertex, inputs: VertexResult[]): Promise<StepInputs> {
+    const op = v.op;
+    const def: Op = op;
+    const out: StepInputs = { op: digestOf(def), args: v.args, inputs: inputs.map((i) => chainId(i.chain)) };
+    const selections: { root: string; sources: string[]; excludes?: string[]; parents?: boolean }[] = [];
+    if (op.kind === 'copy' && op.from.kind === 'context' && !op.sources.some((s) => /^https?:\/\//.test(s))) {
+      const root = this.o.contextDirs[op.from.name];
+      if (root) selections.push({ root, sources: op.sources, excludes: op.excludes, parents: op.parents });
+    }
+    if (op.kind === 'exec') {
+      for (const m of op.mounts) {
+        if (m.type === 'bind' && m.from.kind === 'context') {
+          const root = this.o.contextDirs[m.from.name];
+          if (root) selections.push({ root, sources: [m.source] });
+        }
+      }
+    }
+    if (selections.length) {
+      const files: Record<string, string> = {};
+      const digests: string[] = [];
+      for (const s of selections) {
+        const r = await checksumSources({ root: s.root, ignore: s.root === this.o.contextDirs.context ? this.o.ignore : undefined, ignoreMayReinclude: this.o.ignoreMayReinclude, sources: s.sources, excludes: s.excludes, parents: s.parents, statCache: this.o.statCache });
+        digests.push(r.digest);
+        for (const f of r.files) files[f.path] = `${f.type}:${f.mode.toString(8)}:${f.contentDigest ?? ''}`;
+      }
+      out.files = files;
+      out.filesDigest = digestOf(digests);
+    }
+    return out;
+  }
+
+  private async execute(v: Vertex, inputs: LayerInfo[][], ref: VertexRef): Promise<LayerInfo | undefined> {
+    const commit = { compression: this.o.compression, sourceDateEpoch: this.o.sourceDateEpoch };
+    const op = v.op;
+    try {
+      switch (op.kind) {
+        case 'exec':
+          return await runExec(v, op, inputs, {
+            store: this.o.store,
+            runtime: await this.o.runtime(),
+            contextDirs: this.o.contextDirs,
+            secrets: this.o.secrets,
+            commit,
+            log: (stream, data) => this.o.events({ type: 'log', vertex: ref, stream, data, time: Date.now() }),
+            signal: this.o.signal,
+          });
+        case 'copy':
+          return await runCopy(v, op, inputs, { store: this.o.store, contextDirs: this.o.contextDirs, ignore: this.o.ignore, ignoreMayReinclude: this.o.ignoreMayReinclude, commit });
+        case 'mkdir':
+          return await runMkdir(op, inputs, { store: this.o.store, contextDirs: this.o.contextDirs, commit });
+        default:
+          throw new Error(`unexpected op ${op.kind}`);
+      }
+    } catch (e) {
+      this.o.events({ type: 'error', vertex: ref, time: Date.now(), message: e instanceof Error ? e.message : String(e) });
+      if (e instanceof StrataError && !e.position && v.location) {
+        throw new StrataError(e.code, e.message, { position: { file: v.location.file, line: v.location.line }, hint: e.hint, cause: e });
+      }
+      throw e;
+    }
+  }
+}
