@@ -26,9 +26,9 @@ function add(destRoot: string, sources: string[], dest: string, extra: Partial<C
   return { srcRoot: ctx, srcIsRootfs: false, sources, dest, destRoot, workdir: '/', isAdd: true, ...extra };
 }
 
-async function packTar(entries: { header: tar.Header; body?: string }[]): Promise<Buffer> {
+async function packTar(entries: { header: Partial<tar.Header> & { name: string }; body?: string }[]): Promise<Buffer> {
   const pack = tar.pack();
-  for (const e of entries) pack.entry(e.header, e.body ?? '');
+  for (const e of entries) pack.entry(e.header as tar.Header, e.body ?? '');
   pack.finalize();
   const chunks: Buffer[] = [];
   for await (const c of pack) chunks.push(c as Buffer);
