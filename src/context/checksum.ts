@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream, promises as fsp } from 'node:fs';
 import { listAttributes, getAttribute } from 'fs-xattr';
 import type { StatCache } from './stat-cache.js';
-import { selectSource, type IgnoreFn, type SelectedSource, type TreeEntry } from './walk.js';
+import { selectSource, type IgnoreFn, type Reinclude, type SelectedSource, type TreeEntry } from './walk.js';
 
 export type { StatCache, StatCacheEntry } from './stat-cache.js';
 export { MemoryStatCache } from './stat-cache.js';
@@ -32,7 +32,7 @@ export interface FileEntry {
 export interface ChecksumOptions {
   root: string;
   ignore?: IgnoreFn;
-  ignoreMayReinclude?: boolean;
+  ignoreMayReinclude?: Reinclude;
   sources: string[];
   excludes?: string[];
   parents?: boolean;

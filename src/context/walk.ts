@@ -5,8 +5,16 @@
 import { promises as fsp, type Stats } from 'node:fs';
 import * as path from 'node:path';
 import { StrataError } from '../errors.js';
+import { PatternMatcher } from './dockerignore.js';
+import { BadPatternError, goCleanPath, goPathMatch } from './pattern-gopath.js';
 
 export type IgnoreFn = (relPath: string, isDir: boolean) => boolean;
+/** Whether an ignored dir may have re-included paths below it (`!` lines): true, false, or per dir. */
+export type Reinclude = boolean | ((relDir: string) => boolean);
+
+function reincludes(r: Reinclude | undefined, relDir: string): boolean {
+  return typeof r === 'function' ? r(relDir) : r === true;
+}
 
 const MAX_SYMLINKS = 255;
 
@@ -25,7 +33,7 @@ export interface ResolveOptions {
   escape?: 'clamp' | 'error';
   /** Paths the ignore function rejects are treated as absent (a filtered build context). */
   ignore?: IgnoreFn;
-  ignoreMayReinclude?: boolean;
+  ignoreMayReinclude?: Reinclude;
 }
 
 export interface Resolved {
@@ -77,7 +85,7 @@ export async function resolveInside(root: string, p: string, opts: ResolveOption
       }
       throw e;
     }
-    if (opts.ignore && opts.ignore(cur.join('/'), st.isDirectory()) && !(st.isDirectory() && opts.ignoreMayReinclude)) {
+    if (opts.ignore && opts.ignore(cur.join('/'), st.isDirectory()) && !(st.isDirectory() && reincludes(opts.ignoreMayReinclude, cur.join('/')))) {
       missing = true;
       last = undefined;
       continue;
@@ -121,23 +129,7 @@ export async function resolveInside(root: string, p: string, opts: ResolveOption
 }
 
 /** Go's filepath.Clean on a slash path. */
-export function goClean(p: string): string {
-  if (p === '') return '.';
-  const rooted = p.startsWith('/');
-  const out: string[] = [];
-  for (const s of p.split('/')) {
-    if (s === '' || s === '.') continue;
-    if (s === '..') {
-      if (out.length > 0 && out[out.length - 1] !== '..') out.pop();
-      else if (!rooted) out.push('..');
-      continue;
-    }
-    out.push(s);
-  }
-  const joined = out.join('/');
-  if (rooted) return '/' + joined;
-  return joined === '' ? '.' : joined;
-}
+export const goClean = goCleanPath;
 
 /** True when `name` has an unescaped `*`, `?` or `[` (BuildKit's containsWildcards). */
 export function containsWildcards(name: string): boolean {
@@ -149,167 +141,30 @@ export function containsWildcards(name: string): boolean {
   return false;
 }
 
-const RE_SPECIAL = /[.*+?^${}()|[\]\\/]/g;
-function reEscape(s: string): string {
-  return s.replace(RE_SPECIAL, '\\$&');
+function badPattern(kind: string, pattern: string): StrataError {
+  return new StrataError('COPY_BAD_PATTERN', `invalid ${kind} ${JSON.stringify(pattern)}: syntax error in pattern`, {
+    hint: 'Check the [...] classes and \\ escapes; a literal [ is written [[] or \\[.',
+  });
 }
 
-/** Go filepath.Match pattern as an anchored RegExp; throws COPY_BAD_PATTERN on a malformed one. */
-export function globToRegExp(pattern: string): RegExp {
-  let re = '^';
-  const bad = (): never => {
-    throw new StrataError('COPY_BAD_PATTERN', `syntax error in pattern ${JSON.stringify(pattern)}`, {
-      hint: 'Escape a literal [ as [[] and check that every [ has a closing ].',
-    });
-  };
-  for (let i = 0; i < pattern.length; i++) {
-    const ch = pattern[i];
-    if (ch === '*') re += '[^/]*';
-    else if (ch === '?') re += '[^/]';
-    else if (ch === '\\') {
-      if (i + 1 >= pattern.length) bad();
-      re += reEscape(pattern[++i]);
-    } else if (ch === '[') {
-      i++;
-      let cls = '[';
-      if (pattern[i] === '^') {
-        cls += '^';
-        i++;
-      }
-      let n = 0;
-      for (;;) {
-        if (i >= pattern.length) bad();
-        let c = pattern[i];
-        if (c === ']' && n > 0) break;
-        if (c === '-' && n === 0) bad();
-        if (c === '\\') {
-          i++;
-          if (i >= pattern.length) bad();
-          c = pattern[i];
-        }
-        cls += reEscape(c);
-        i++;
-        n++;
-        if (pattern[i] === '-') {
-          i++;
-          if (i >= pattern.length || pattern[i] === ']') bad();
-          let hi = pattern[i];
-          if (hi === '\\') {
-            i++;
-            if (i >= pattern.length) bad();
-            hi = pattern[i];
-          }
-          if (hi < c) bad();
-          cls += '-' + reEscape(hi);
-          i++;
-        }
-      }
-      re += cls + ']';
-    } else re += reEscape(ch);
-  }
-  return new RegExp(re + '$', 's');
-}
-
-interface CompiledPattern {
-  exclusion: boolean;
-  test: (p: string) => boolean;
-}
-
-/** moby/patternmatcher semantics (`**`, `!` exclusions, a match on a parent dir covers its contents). */
-export class PatternSet {
-  private readonly patterns: CompiledPattern[] = [];
-  readonly hasExclusions: boolean = false;
-
-  constructor(patterns: string[]) {
-    for (const raw of patterns) {
-      let p = raw.trim();
-      if (p === '') continue;
-      p = goClean(p);
-      let exclusion = false;
-      if (p.startsWith('!')) {
-        if (p.length === 1) throw new StrataError('COPY_BAD_PATTERN', 'illegal exclusion pattern: "!"');
-        exclusion = true;
-        p = p.slice(1);
-        this.hasExclusions = true;
-      }
-      this.patterns.push({ exclusion, test: compilePattern(p) });
-    }
-  }
-
-  get empty(): boolean {
-    return this.patterns.length === 0;
-  }
-
-  /** MatchesOrParentMatches: `file` or one of its parent dirs matches, and no later exclusion says otherwise. */
-  matches(file: string): boolean {
-    const parents: string[] = [];
-    const parts = file.split('/');
-    for (let i = 1; i < parts.length; i++) parents.push(parts.slice(0, i).join('/'));
-    let matched = false;
-    for (const pat of this.patterns) {
-      if (pat.exclusion !== matched) continue;
-      let m = pat.test(file);
-      if (!m) m = parents.some((pp) => pat.test(pp));
-      if (m) matched = !pat.exclusion;
-    }
-    return matched;
+/** One path component against a Go filepath.Match pattern. */
+function segmentMatch(pattern: string, name: string): boolean {
+  try {
+    return goPathMatch(pattern, name);
+  } catch (e) {
+    if (e instanceof BadPatternError) throw badPattern('source pattern', pattern);
+    throw e;
   }
 }
 
-function compilePattern(pattern: string): (p: string) => boolean {
-  globToRegExp(pattern.replace(/\*\*/g, '*')); // syntax check, as patternmatcher does with filepath.Match
-  let re = '^';
-  let type: 'exact' | 'prefix' | 'suffix' | 'regexp' = 'exact';
-  for (let i = 0; i < pattern.length; i++) {
-    const ch = pattern[i];
-    if (ch === '*') {
-      if (pattern[i + 1] === '*') {
-        const start = i;
-        i++;
-        if (pattern[i + 1] === '/') i++;
-        if (i + 1 >= pattern.length) {
-          if (type === 'exact') type = 'prefix';
-          else {
-            re += '.*';
-            type = 'regexp';
-          }
-        } else {
-          re += '(.*/)?';
-          type = 'regexp';
-        }
-        if (start === 0) type = 'suffix';
-      } else {
-        re += '[^/]*';
-        type = 'regexp';
-      }
-    } else if (ch === '?') {
-      re += '[^/]';
-      type = 'regexp';
-    } else if (ch === '\\') {
-      if (i + 1 < pattern.length) {
-        re += reEscape(pattern[++i]);
-        type = 'regexp';
-      } else re += '\\\\';
-    } else if (ch === '[' || ch === ']') {
-      re += ch;
-      type = 'regexp';
-    } else re += reEscape(ch);
-  }
-  switch (type) {
-    case 'exact':
-      return (p) => p === pattern;
-    case 'prefix': {
-      const pre = pattern.slice(0, -2);
-      return (p) => p.startsWith(pre);
-    }
-    case 'suffix': {
-      const suf = pattern.slice(2);
-      return (p) => p.endsWith(suf) || (suf.startsWith('/') && p === suf.slice(1));
-    }
-    default: {
-      const rx = new RegExp(re + '$', 's');
-      return (p) => rx.test(p);
-    }
+/** --exclude / --parents patterns: moby/patternmatcher, shared with .dockerignore. */
+function patternMatcher(kind: string, patterns: string[]): PatternMatcher | undefined {
+  if (patterns.every((p) => p.trim() === '')) return undefined;
+  try {
+    return new PatternMatcher(patterns);
+  } catch (e) {
+    if (e instanceof StrataError && e.code === 'DOCKERIGNORE_PATTERN') throw badPattern(kind, patterns.join(' '));
+    throw e;
   }
 }
 
@@ -346,7 +201,7 @@ export interface SelectOptions {
   rootfs?: boolean;
   ignore?: IgnoreFn;
   /** The ignore rules re-include paths below an ignored dir (`!` lines): walk ignored dirs. */
-  ignoreMayReinclude?: boolean;
+  ignoreMayReinclude?: Reinclude;
   excludes?: string[];
   parents?: boolean;
   /** Follow a symlink the source names itself (default true, as COPY does). */
@@ -388,12 +243,14 @@ function notFound(word: string, rootfs: boolean, ignored: boolean): StrataError 
 }
 
 class Walker {
-  readonly include?: PatternSet;
-  readonly exclude?: PatternSet;
-  constructor(readonly opts: SelectOptions, include?: PatternSet) {
-    this.include = include && !include.empty ? include : undefined;
-    const ex = new PatternSet(opts.excludes ?? []);
-    this.exclude = ex.empty ? undefined : ex;
+  readonly exclude?: PatternMatcher;
+  constructor(readonly opts: SelectOptions, readonly include?: PatternMatcher) {
+    this.exclude = patternMatcher('--exclude pattern', opts.excludes ?? []);
+  }
+
+  /** Whether an ignored dir must still be walked for re-included paths. */
+  reincludes(realRel: string): boolean {
+    return reincludes(this.opts.ignoreMayReinclude, realRel);
   }
 
   /** Real-path-relative-to-root name the ignore function sees. */
@@ -408,7 +265,7 @@ class Walker {
       let include = this.include ? this.include.matches(childRel) : true;
       const excluded = this.exclude ? this.exclude.matches(childRel) : false;
       if (excluded) include = false;
-      const canSkip = !include && !this.include && !(this.exclude?.hasExclusions ?? false);
+      const canSkip = !include && !this.include && !(this.exclude?.exclusions ?? false);
       return { name, childRel, include, excluded, canSkip };
     });
     const stats = await Promise.all(
@@ -422,7 +279,7 @@ class Walker {
       const childReal = realRel === '' ? d.name : `${realRel}/${d.name}`;
       const isDir = st.isDirectory();
       const ignored = this.ignored(childReal, isDir);
-      if (ignored && !(isDir && this.opts.ignoreMayReinclude)) continue;
+      if (ignored && !(isDir && this.reincludes(childReal))) continue;
       const kind = kindOf(st);
       if (!isDir) {
         if (!d.include) continue;
@@ -434,7 +291,7 @@ class Walker {
       const at = out.length;
       const entry: TreeEntry = { rel: d.childRel, host, st, kind, parentOnly: !d.include || undefined };
       out.push(entry);
-      if (d.excluded && !this.exclude?.hasExclusions) {
+      if (d.excluded && !this.exclude?.exclusions) {
         if (!d.include) out.splice(at, 1);
         continue;
       }
@@ -501,7 +358,7 @@ async function globWalk(
   walker: Walker,
   prefixHost: string,
   prefixReal: string,
-  segs: RegExp[],
+  segs: string[],
   depth: number,
   relFromPrefix: string,
   out: string[],
@@ -515,12 +372,12 @@ async function globWalk(
     throw e;
   }
   for (const n of names) {
-    if (!segs[depth].test(n)) continue;
+    if (!segmentMatch(segs[depth], n)) continue;
     const host = path.join(prefixHost, n);
     const st = await fsp.lstat(host);
     const real = prefixReal === '' ? n : `${prefixReal}/${n}`;
     const isDir = st.isDirectory();
-    if (walker.opts.ignore?.(real, isDir) && !(isDir && walker.opts.ignoreMayReinclude)) continue;
+    if (walker.opts.ignore?.(real, isDir) && !(isDir && walker.reincludes(real))) continue;
     const rel = relFromPrefix === '' ? n : `${relFromPrefix}/${n}`;
     if (depth === segs.length - 1) out.push(rel);
     else if (isDir) await globWalk(walker, host, real, segs, depth + 1, rel, out);
@@ -531,7 +388,7 @@ async function globWalk(
 export async function selectSource(word: string, opts: SelectOptions): Promise<SelectedSource> {
   const rootfs = opts.rootfs ?? false;
   const follow = opts.followSymlinks ?? true;
-  let includeSet: PatternSet | undefined;
+  let includeSet: PatternMatcher | undefined;
   let required: string | undefined;
   let srcWord = word;
   if (opts.parents) {
@@ -545,7 +402,7 @@ export async function selectSource(word: string, opts: SelectOptions): Promise<S
       pattern = word;
     }
     pattern = cleanWord(pattern, rootfs);
-    includeSet = new PatternSet([pattern]);
+    includeSet = pattern === '' ? undefined : patternMatcher('--parents source', [pattern]);
     if (!containsWildcards(srcWord) && !containsWildcards(pattern)) {
       required = [cleanWord(srcWord, rootfs), pattern].filter((s) => s !== '').join('/');
     }
@@ -574,7 +431,7 @@ export async function selectSource(word: string, opts: SelectOptions): Promise<S
       throw e;
     }
     if (pre.lstat?.isDirectory()) {
-      const segs = pattern.split('/').map(globToRegExp);
+      const segs = pattern.split('/');
       const found: string[] = [];
       await globWalk(walker, pre.host, pre.rel, segs, 0, '', found);
       for (const f of found) {
@@ -583,7 +440,7 @@ export async function selectSource(word: string, opts: SelectOptions): Promise<S
         if (m) matches.push(m);
       }
     } else {
-      for (const s of pattern.split('/')) globToRegExp(s);
+      for (const seg of pattern.split('/')) segmentMatch(seg, '');
     }
   }
   if (required !== undefined) {

@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import { setAttribute } from 'fs-xattr';
 import { StrataError } from '../errors.js';
 import { readXattrs } from '../context/checksum.js';
-import { goClean, kindOf, resolveInside, selectSource, type IgnoreFn, type TreeEntry } from '../context/walk.js';
+import { goClean, kindOf, resolveInside, selectSource, type IgnoreFn, type Reinclude, type TreeEntry } from '../context/walk.js';
 import { detectArchive, extractArchive, mknodLike } from './archive.js';
 import { parseChmod, type Chmod } from './chmod.js';
 import { downloadUrl, isUrlSource } from './http.js';
@@ -21,8 +21,8 @@ export interface CopyRequest {
   srcIsRootfs: boolean;
   /** .dockerignore (context only): an ignored path does not exist. */
   ignore?: IgnoreFn;
-  /** The ignore rules have `!` re-includes, so ignored dirs must still be walked. */
-  ignoreMayReinclude?: boolean;
+  /** Whether an ignored dir may re-include paths below it (`!` rules), e.g. PatternMatcher.mayReinclude. */
+  ignoreMayReinclude?: Reinclude;
   /** Expanded source words; wildcards per Go filepath.Match; http(s) URLs for ADD. */
   sources: string[];
   /** Expanded, in-container; relative dest is relative to workdir. */

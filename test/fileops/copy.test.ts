@@ -4,6 +4,7 @@ import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { copyFiles, ensureWorkdir, type CopyRequest } from '../../src/fileops/copy.js';
 import { isStrataError } from '../../src/errors.js';
+import { parseDockerignore, PatternMatcher } from '../../src/context/dockerignore.js';
 import { exists, listTree, mkTree, modeOf, read, tmpdir } from './helpers.js';
 
 let ctx: string;
@@ -234,6 +235,16 @@ describe('copyFiles from the build context', () => {
     const ignore = (rel: string): boolean => rel === 'docs' || (rel.startsWith('docs/') && rel !== 'docs/guide.txt');
     await copyFiles(req(root, ['.'], '/d1/', { ignore, ignoreMayReinclude: true }));
     assert.deepEqual((await listTree(path.join(root, 'd1'))).filter((p) => p.startsWith('docs')), ['docs/', 'docs/guide.txt']);
+  });
+
+  it('works with the .dockerignore PatternMatcher, exceptions included', async () => {
+    const root = await freshRoot();
+    const m = new PatternMatcher(parseDockerignore('docs\n!docs/guide.txt\n*.key\n'));
+    await copyFiles(req(root, ['.'], '/di/', { ignore: (rel) => m.matches(rel), ignoreMayReinclude: (rel) => m.mayReinclude(rel) }));
+    const tree = await listTree(path.join(root, 'di'));
+    assert.ok(tree.includes('docs/guide.txt'));
+    assert.ok(!tree.includes('docs/readme.md'));
+    assert.ok(!tree.includes('secret.key'));
   });
 
   it('applies --exclude relative to each source', async () => {
