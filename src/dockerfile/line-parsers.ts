@@ -1,8 +1,7 @@
 // How each keyword turns its arguments text into arguments (BuildKit's line_parsers.go).
 // All strings are byte strings (see bytes.ts).
-import { decodeRune, encodeRune, isSpaceRune, trimLeftSpace } from './bytes.js';
+import { decodeRune, encodeRune, fromByteString, isSpaceRune, trimLeftSpace } from './bytes.js';
 import { goQuote } from './go-quote.js';
-import { fromByteString } from './bytes.js';
 import { parseJsonStringArray } from './go-json.js';
 import { splitBlankRuns } from './split-command.js';
 

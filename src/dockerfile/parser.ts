@@ -140,6 +140,7 @@ export function parseDockerfile(text: string | Uint8Array, file = 'Dockerfile'):
     try {
       directive = directiveParser.parseLine(line);
     } catch (e) {
+      // BuildKit reports the 0-based index of the line here; strata gives the line itself.
       if (e instanceof LineError) throw fail(file, e.message, currentLine + 1);
       throw e;
     }
@@ -152,7 +153,7 @@ export function parseDockerfile(text: string | Uint8Array, file = 'Dockerfile'):
             `invalid escape token '${fromByteString(directive.value)}' does not match \` or \\`,
             currentLine + 1,
             undefined,
-            'use `# escape=\\` or `# escape=`` (backtick)',
+            'write # escape=\\ (the default) or # escape=` (a backtick)',
           );
         }
         directives.escape = directive.value;
