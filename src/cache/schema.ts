@@ -68,3 +68,14 @@ CREATE TABLE IF NOT EXISTS cache_mounts (
   last_used INTEGER NOT NULL
 );
 `;
+
+export const SCHEMA_STAT_CACHE = `
+CREATE TABLE IF NOT EXISTS stat_cache (
+  path TEXT PRIMARY KEY,
+  ino INTEGER NOT NULL,
+  size INTEGER NOT NULL,
+  mtime REAL NOT NULL,
+  ctime REAL NOT NULL,
+  digest TEXT NOT NULL
+);
+`;

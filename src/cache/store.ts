@@ -9,7 +9,7 @@ import { copyFile, readFile, rename, rm, stat, writeFile } from 'node:fs/promise
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { StrataError } from '../errors.js';
-import { SCHEMA } from './schema.js';
+import { SCHEMA, SCHEMA_STAT_CACHE } from './schema.js';
 
 export interface LayerInfo {
   diffId: string;
@@ -49,6 +49,7 @@ export class Store {
     this.db.pragma('synchronous = NORMAL');
     this.db.pragma('foreign_keys = ON');
     this.db.exec(SCHEMA);
+    this.db.exec(SCHEMA_STAT_CACHE);
   }
 
   static open(root = defaultStoreRoot()): Store {

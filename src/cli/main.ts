@@ -4,6 +4,7 @@ import { isStrataError } from '../errors.js';
 import { registerDebug } from './commands/debug.js';
 import { registerBuild } from './commands/build.js';
 import { registerImages } from './commands/images.js';
+import { registerHistory } from './commands/history.js';
 
 export function buildProgram(): Command {
   const program = new Command();
@@ -16,6 +17,7 @@ export function buildProgram(): Command {
     .exitOverride();
   registerBuild(program);
   registerImages(program);
+  registerHistory(program);
   registerDebug(program);
   return program;
 }

@@ -13,6 +13,7 @@ import type { BaseImages } from './base-images.js';
 import { runExec } from './exec-step.js';
 import { runCopy, runMkdir } from './file-steps.js';
 import { formatAge } from './age.js';
+import { explainMiss, type PreviousBuild, type StepInputs } from '../cache/explain.js';
 
 export const CACHE_KEY_VERSION = 1;
 
@@ -33,17 +34,11 @@ export interface SolverOptions {
   runtime: () => Promise<Runtime>;
   buildId: string;
   signal?: AbortSignal;
+  /** The nearest earlier build of the same target, to name what changed on a miss. */
+  previous?: PreviousBuild;
 }
 
-/** What went into a vertex's key, kept per build so a later miss can name what changed. */
-export interface StepInputs {
-  op: string;
-  files?: Record<string, string>;
-  filesDigest?: string;
-  args: Record<string, string>;
-  inputs: string[];
-  base?: string;
-}
+export type { StepInputs } from '../cache/explain.js';
 
 export interface VertexResult {
   chain: LayerInfo[];
@@ -80,6 +75,8 @@ export class Solver {
   private readonly results = new Map<number, Promise<VertexResult>>();
   private readonly sem: Semaphore;
   readonly steps: { vertex: Vertex; result: VertexResult }[] = [];
+  /** Bytes of context file content read for checksums (0 on a warm stat cache). */
+  contextBytesRead = 0;
 
   constructor(private readonly o: SolverOptions) {
     this.sem = new Semaphore(Math.max(1, o.jobs));
@@ -116,11 +113,12 @@ export class Solver {
         cached: true,
         reason: '',
         durationMs: Date.now() - t0,
-        inputs: { op: v.instruction, args: {}, inputs: [], base: `${img.name}@${img.manifestDigest}` },
+        inputs: { op: v.instruction, args: {}, inputs: [], base: `${img.name}@${img.manifestDigest}`, inputNames: [`base image ${img.name} now ${img.manifestDigest}`] },
         addedLayer: false,
       };
     }
     const stepInputs = await this.stepInputs(v, inputs);
+    stepInputs.inputNames = v.inputs.map((iv, i) => (iv.op.kind === 'image' || iv.op.kind === 'layout' ? inputs[i]!.inputs.inputNames![0]! : iv.op.kind === 'scratch' ? 'scratch' : `${iv.stepLabel} ${iv.instruction}`));
     const key = digestOf({ v: CACHE_KEY_VERSION, op: stepInputs.op, files: stepInputs.filesDigest, inputs: stepInputs.inputs });
     this.o.events({ type: 'start', vertex: ref, time: t0 });
     const { store } = this.o;
@@ -128,7 +126,7 @@ export class Solver {
     if (v.noCache) reason = '--no-cache';
     else {
       const rec = store.db.prepare('SELECT chain, created FROM cache_records WHERE key=?').get(key) as { chain: string; created: number } | undefined;
-      if (!rec) reason = 'no cache record';
+      if (!rec) reason = explainMiss({ stage: v.stage, stepLabel: v.stepLabel, instruction: v.instruction, inputs: stepInputs }, this.o.previous);
       else if (v.cacheTtlMs !== undefined && store.now() - rec.created > v.cacheTtlMs) {
         reason = `expired (cached ${formatAge(store.now() - rec.created)} ago, ttl ${formatAge(v.cacheTtlMs)})`;
       } else {
@@ -136,6 +134,11 @@ export class Solver {
         if (chain.every((l): l is LayerInfo => !!l && store.layerReady(l.diffId))) {
           store.db.prepare('UPDATE cache_records SET last_used=? WHERE key=?').run(store.now(), key);
           this.o.events({ type: 'cached', vertex: ref, time: Date.now() });
+          const rerun = v.inputs.findIndex((iv, i) => iv.op.kind !== 'image' && iv.op.kind !== 'layout' && iv.op.kind !== 'scratch' && !inputs[i]!.cached);
+          if (rerun >= 0) {
+            stepInputs.note = `${stepInputs.inputNames[rerun]} reran with identical output (early cutoff)`;
+            this.o.events({ type: 'status', vertex: ref, message: stepInputs.note, time: Date.now() });
+          }
           const result: VertexResult = { chain, key, cached: true, reason: '', durationMs: Date.now() - t0, inputs: stepInputs, addedLayer: chain.length > inputs[0]!.chain.length };
           this.steps.push({ vertex: v, result });
           return result;
@@ -159,7 +162,7 @@ export class Solver {
   private async stepInputs(v: Vertex, inputs: VertexResult[]): Promise<StepInputs> {
     const op = v.op;
     const def: Op = op;
-    const out: StepInputs = { op: digestOf(def), args: v.args, inputs: inputs.map((i) => chainId(i.chain)) };
+    const out: StepInputs = { op: digestOf(def), def: def as unknown as Record<string, unknown>, args: v.args, inputs: inputs.map((i) => chainId(i.chain)) };
     const selections: { root: string; sources: string[]; excludes?: string[]; parents?: boolean }[] = [];
     if (op.kind === 'copy' && op.from.kind === 'context' && !op.sources.some((s) => /^https?:\/\//.test(s))) {
       const root = this.o.contextDirs[op.from.name];
@@ -179,6 +182,7 @@ export class Solver {
       for (const s of selections) {
         const r = await checksumSources({ root: s.root, ignore: s.root === this.o.contextDirs.context ? this.o.ignore : undefined, ignoreMayReinclude: this.o.ignoreMayReinclude, sources: s.sources, excludes: s.excludes, parents: s.parents, statCache: this.o.statCache });
         digests.push(r.digest);
+        this.contextBytesRead += r.bytesRead;
         for (const f of r.files) files[f.path] = `${f.type}:${f.mode.toString(8)}:${f.contentDigest ?? ''}`;
       }
       out.files = files;

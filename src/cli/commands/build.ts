@@ -20,6 +20,8 @@ import { parseDockerignore, PatternMatcher } from '../../context/dockerignore.js
 import { collect, parseBuildArgs, parseOutput, parseSecrets, type OutputSpec } from '../build-options.js';
 import { exportImage } from '../exporters.js';
 import { recordBuild } from '../../cache/history.js';
+import { findPreviousBuild } from '../../cache/explain.js';
+import { PersistentStatCache } from '../../cache/stat-cache-store.js';
 
 export interface BuildFlags {
   file?: string;
@@ -163,6 +165,7 @@ export async function runBuild(pathArg: string, flags: BuildFlags): Promise<stri
   const buildArgs = parseBuildArgs(flags.buildArg);
   const platform = { os: 'linux', architecture: goArch() };
   let status = 'failed';
+  let statCache: PersistentStatCache | undefined;
   let solver: Solver | undefined;
   let plan: Awaited<ReturnType<typeof planBuild>> | undefined;
   try {
@@ -186,6 +189,8 @@ export async function runBuild(pathArg: string, flags: BuildFlags): Promise<stri
     }
     const compression = outputs.some((o) => 'compression' in o && o.compression === 'zstd') ? 'zstd' : 'gzip';
     const ignore = loadIgnore(contextDir, df.path);
+    statCache = new PersistentStatCache(store, Object.values(contextDirs));
+    const previous = findPreviousBuild(store, { dockerfile: df.path ?? df.name, context: contextDir, target: plan.target.name, before: buildId });
     let runtime: Promise<Awaited<ReturnType<typeof detectRuntime>>> | undefined;
     solver = new Solver({
       store,
@@ -200,12 +205,15 @@ export async function runBuild(pathArg: string, flags: BuildFlags): Promise<stri
       sourceDateEpoch,
       runtime: () => (runtime ??= detectRuntime()),
       buildId,
-      statCache: undefined,
+      statCache,
+      previous,
     });
     if (flags.network && flags.network !== 'default') {
       for (const v of plan.vertices) if (v.op.kind === 'exec' && v.op.network === 'default') v.op.network = flags.network as 'none' | 'host';
     }
     const result = await solver.solve(plan.target.final);
+    statCache.flush();
+    if (flags.progress === 'plain') write(`context: read ${solver.contextBytesRead} bytes\n`);
     const byVertex = new Map(solver.steps.map((s) => [s.vertex.id, s.result]));
     const image = await writeBuiltImage(store, {
       config: plan.target.config,
@@ -231,7 +239,7 @@ export async function runBuild(pathArg: string, flags: BuildFlags): Promise<stri
         target: plan.target.name,
         args: buildArgs,
         status,
-        steps: solver.steps,
+        steps: [...solver.steps].sort((x, y) => x.vertex.id - y.vertex.id),
       });
     }
     if (secretTmp) await rm(secretTmp, { recursive: true, force: true });

@@ -1,0 +1,43 @@
+// The context stat cache, persisted in the store index: a rebuild hashes only files whose inode,
+// size, mtime or ctime changed since the last build that read them.
+import type { StatCache, StatCacheEntry } from '../context/stat-cache.js';
+import type { Store } from './store.js';
+
+export class PersistentStatCache implements StatCache {
+  private readonly map = new Map<string, StatCacheEntry>();
+  private readonly dirty = new Map<string, StatCacheEntry>();
+
+  constructor(
+    private readonly store: Store,
+    prefixes: string[],
+  ) {
+    const q = store.db.prepare('SELECT path, ino, size, mtime, ctime, digest FROM stat_cache WHERE path >= ? AND path < ?');
+    for (const p of prefixes) {
+      const base = p.endsWith('/') ? p : p + '/';
+      for (const r of q.iterate(base, base.slice(0, -1) + '0') as Iterable<{ path: string; ino: number; size: number; mtime: number; ctime: number; digest: string }>) {
+        this.map.set(r.path, { ino: r.ino, size: r.size, mtimeMs: r.mtime, ctimeMs: r.ctime, digest: r.digest });
+      }
+    }
+  }
+
+  get(path: string): StatCacheEntry | undefined {
+    return this.map.get(path);
+  }
+
+  set(path: string, entry: StatCacheEntry): void {
+    this.map.set(path, entry);
+    this.dirty.set(path, entry);
+  }
+
+  /** Writes what changed in one transaction. */
+  flush(): void {
+    if (this.dirty.size === 0) return;
+    const ins = this.store.db.prepare(
+      'INSERT INTO stat_cache(path,ino,size,mtime,ctime,digest) VALUES (?,?,?,?,?,?) ON CONFLICT(path) DO UPDATE SET ino=excluded.ino, size=excluded.size, mtime=excluded.mtime, ctime=excluded.ctime, digest=excluded.digest',
+    );
+    this.store.db.transaction(() => {
+      for (const [p, e] of this.dirty) ins.run(p, e.ino, e.size, e.mtimeMs, e.ctimeMs, e.digest);
+    })();
+    this.dirty.clear();
+  }
+}
