@@ -148,6 +148,12 @@ export class OverlayRewriter {
     }
 
     const existing = this.kinds.get(path);
+    if (existing === 'symlink') {
+      // GNU tar lays absolute and ".." symlinks down as placeholders and swaps them in at the
+      // end; a second entry of the same name can reuse the placeholder's inode and get the link
+      // back. Real image builders never write a path twice, so refuse instead of guessing.
+      throw this.invalid(h.name, 'replaces a symbolic link written earlier in this layer; strata does not unpack layers that define a symlink twice');
+    }
     if (existing === 'dir' && h.type !== 'dir') this.forget(path);
     if (h.type === 'dir' && this.whitedOut.has(path)) this.opaque.add(path);
     const isWhiteoutNode = h.type === 'char' && h.devmajor === 0 && h.devminor === 0;
