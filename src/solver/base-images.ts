@@ -1,7 +1,8 @@
 // Base images: a name resolves to a manifest (strata's own images first, as Buildah does, then the
 // registry, or an OCI layout on disk); layers are fetched, verified and unpacked into the store once.
 import { copyFile, mkdir, rm } from 'node:fs/promises';
-import { createReadStream } from 'node:fs';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { pipeline } from 'node:stream/promises';
 import { StrataError } from '../errors.js';
 import type { Store, LayerInfo } from '../cache/store.js';
 import type { BaseImageInfo, HistoryEntry, RuntimeConfig } from '../graph/config.js';
@@ -125,13 +126,7 @@ export class BaseImages {
         } else throw e;
       }
     }
-    return this.fromManifestBytes(name, digest, manifest, { kind: 'registry', ref }, async (d) => {
-      const tmp = this.store.tmpPath('config');
-      await this.client.fetchBlob(ref, d, tmp);
-      const buf = await import('node:fs/promises').then((fs) => fs.readFile(tmp));
-      await rm(tmp, { force: true });
-      return buf;
-    });
+    return this.fromManifestBytes(name, digest, manifest, { kind: 'registry', ref }, (d) => this.client.fetchBlobBytes(ref, d));
   }
 
   private async resolveLayout(dir: string, ref?: string): Promise<ResolvedImage> {
@@ -163,7 +158,14 @@ export class BaseImages {
       if (o.kind === 'registry') {
         onStatus?.(`pulling ${info.digest.slice(0, 19)} ${(info.size / 1e6).toFixed(1)}MB`);
         const tmp = this.store.tmpPath('pull');
-        await this.client.fetchBlob(o.ref, info.digest, tmp);
+        // Not client.fetchBlob: on Node 20 its FileHandle.close() after an autoClose:false stream
+        // never settles, and the process exits 0 mid-build with the event loop empty.
+        try {
+          await pipeline(await this.client.openBlob(o.ref, info.digest), createWriteStream(tmp));
+        } catch (e) {
+          await rm(tmp, { force: true });
+          throw e;
+        }
         await this.store.adoptBlob(tmp, info.digest, info.mediaType);
       } else if (o.kind === 'layout') {
         const tmp = this.store.tmpPath('layout');
