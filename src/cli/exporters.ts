@@ -25,12 +25,15 @@ export function storeName(name: string): string {
 export async function exportImage(o: Exclude<OutputSpec, { type: 'local' }>, built: BuiltImage, store: Store, client: RegistryClient, tags: string[]): Promise<void> {
   const image = storeImage(store, built);
   const names = ('names' in o && o.names?.length ? o.names : tags).map((t) => t.trim()).filter(Boolean);
+  const keep = () => {
+    for (const n of names) {
+      store.setImage(storeName(n), built.manifestDigest, built.configDigest);
+      store.setImage(familiarReference(parseReference(n)), built.manifestDigest, built.configDigest);
+    }
+  };
   switch (o.type) {
     case 'image':
-      for (const n of names) {
-        store.setImage(storeName(n), built.manifestDigest, built.configDigest);
-        store.setImage(familiarReference(parseReference(n)), built.manifestDigest, built.configDigest);
-      }
+      keep();
       if (o.push) await push(client, image, names);
       return;
     case 'oci': {
@@ -43,7 +46,9 @@ export async function exportImage(o: Exclude<OutputSpec, { type: 'local' }>, bui
       await writeDockerArchive(resolve(o.dest), image, { tags: names });
       return;
     case 'registry':
+      // BuildKit's type=registry is type=image,push=true: the image stays in the store too.
       await push(client, image, names);
+      keep();
       return;
   }
 }
