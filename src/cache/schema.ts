@@ -70,6 +70,12 @@ CREATE TABLE IF NOT EXISTS cache_mounts (
 `;
 
 export const SCHEMA_STAT_CACHE = `
+-- Checksums of file selections inside an (immutable) layer chain, for COPY --from keys.
+CREATE TABLE IF NOT EXISTS selection_cache (
+  key TEXT PRIMARY KEY,
+  digest TEXT NOT NULL,
+  files TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS stat_cache (
   path TEXT PRIMARY KEY,
   ino INTEGER NOT NULL,

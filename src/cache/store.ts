@@ -4,9 +4,10 @@
 // unreferenced temp file that `doctor` or the next open removes.
 import Database from 'better-sqlite3';
 import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream, existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
+import { createReadStream, existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { copyFile, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
+import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { StrataError } from '../errors.js';
 import { SCHEMA, SCHEMA_STAT_CACHE } from './schema.js';
@@ -217,11 +218,12 @@ export class Store {
     return r && { digest: r.digest, resolvedAt: r.resolved_at };
   }
 
-  /** Removes temp files left by processes that no longer run (kill -9). */
+  /** Removes temp files left by processes that no longer run (kill -9), unmounting their overlays first. */
   cleanTmp(): void {
     const dir = join(this.root, 'tmp');
+    for (const m of staleMounts(dir)) spawnSync('umount', ['-l', m]);
     for (const name of readdirSync(dir)) {
-      const m = /-(\d+)-[0-9a-f]+$/.exec(name);
+      const m = /-(\d+)-[0-9A-Za-z]+$/.exec(name);
       const pid = m ? Number(m[1]) : NaN;
       if (Number.isFinite(pid) && pid !== process.pid && pidAlive(pid)) continue;
       if (Number.isFinite(pid) && pid === process.pid) continue;
@@ -241,4 +243,23 @@ export function pidAlive(pid: number): boolean {
   } catch (e) {
     return (e as NodeJS.ErrnoException).code === 'EPERM';
   }
+}
+
+/** Mount points below `dir` whose owning process (pid in the temp name) is gone. */
+export function staleMounts(dir: string): string[] {
+  let text = '';
+  try {
+    text = readFileSync('/proc/self/mountinfo', 'utf8');
+  } catch {
+    return [];
+  }
+  const out: string[] = [];
+  for (const line of text.split('\n')) {
+    const mp = line.split(' ')[4]?.replace(/\\040/g, ' ');
+    if (!mp || !mp.startsWith(dir + '/')) continue;
+    const m = /-(\d+)-[0-9A-Za-z]+(?:\/|$)/.exec(mp.slice(dir.length + 1));
+    const pid = m ? Number(m[1]) : NaN;
+    if (!Number.isFinite(pid) || (pid !== process.pid && !pidAlive(pid))) out.push(mp);
+  }
+  return out.sort((a, b) => b.length - a.length);
 }

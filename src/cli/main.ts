@@ -5,6 +5,7 @@ import { registerDebug } from './commands/debug.js';
 import { registerBuild } from './commands/build.js';
 import { registerImages } from './commands/images.js';
 import { registerHistory } from './commands/history.js';
+import { registerDoctor } from './commands/doctor.js';
 
 export function buildProgram(): Command {
   const program = new Command();
@@ -18,6 +19,7 @@ export function buildProgram(): Command {
   registerBuild(program);
   registerImages(program);
   registerHistory(program);
+  registerDoctor(program);
   registerDebug(program);
   return program;
 }

@@ -8,7 +8,8 @@ import { digestOf } from '../graph/digest.js';
 import type { Op, Vertex } from '../graph/ops.js';
 import type { EventSink, VertexRef } from '../progress/events.js';
 import type { Runtime } from '../executor/types.js';
-import { checksumSources, type StatCache } from '../context/checksum.js';
+import { checksumSources, checksumRootfsSources, type StatCache } from '../context/checksum.js';
+import { withChain } from './mounts.js';
 import type { BaseImages } from './base-images.js';
 import { runExec } from './exec-step.js';
 import { runCopy, runMkdir } from './file-steps.js';
@@ -136,7 +137,10 @@ export class Solver {
           this.o.events({ type: 'cached', vertex: ref, time: Date.now() });
           const rerun = v.inputs.findIndex((iv, i) => iv.op.kind !== 'image' && iv.op.kind !== 'layout' && iv.op.kind !== 'scratch' && !inputs[i]!.cached);
           if (rerun >= 0) {
-            stepInputs.note = `${stepInputs.inputNames[rerun]} reran with identical output (early cutoff)`;
+            stepInputs.note =
+              rerun === 0
+                ? `${stepInputs.inputNames[rerun]} reran with identical output (early cutoff)`
+                : `${stepInputs.inputNames[rerun]} reran; the files this step reads from it are unchanged`;
             this.o.events({ type: 'status', vertex: ref, message: stepInputs.note, time: Date.now() });
           }
           const result: VertexResult = { chain, key, cached: true, reason: '', durationMs: Date.now() - t0, inputs: stepInputs, addedLayer: chain.length > inputs[0]!.chain.length };
@@ -176,6 +180,15 @@ export class Solver {
         }
       }
     }
+    if (op.kind === 'copy' && op.from.kind === 'input') {
+      // Only the selected files of the source stage count, so a change elsewhere in it does not
+      // bust this step. A chain never changes, so its selection checksum is cached by chain id.
+      const chain = inputs[op.from.index]!.chain;
+      const sel = await this.selectionChecksum(chain, op.sources, op.excludes, op.parents);
+      out.inputs[op.from.index] = `files:${sel.digest}`;
+      out.files = sel.files;
+      out.filesDigest = sel.digest;
+    }
     if (selections.length) {
       const files: Record<string, string> = {};
       const digests: string[] = [];
@@ -189,6 +202,18 @@ export class Solver {
       out.filesDigest = digestOf(digests);
     }
     return out;
+  }
+
+  private async selectionChecksum(chain: LayerInfo[], sources: string[], excludes: string[], parents: boolean): Promise<{ digest: string; files: Record<string, string> }> {
+    const { store } = this.o;
+    const key = digestOf({ chain: chainId(chain), sources, excludes, parents });
+    const row = store.db.prepare('SELECT digest, files FROM selection_cache WHERE key=?').get(key) as { digest: string; files: string } | undefined;
+    if (row) return { digest: row.digest, files: JSON.parse(row.files) as Record<string, string> };
+    const r = await withChain(store, chain, (merged) => checksumRootfsSources({ root: merged, sources, excludes, parents }));
+    const files: Record<string, string> = {};
+    for (const f of r.files) files[f.path] = `${f.type}:${f.mode.toString(8)}:${f.contentDigest ?? ''}`;
+    store.db.prepare('INSERT OR REPLACE INTO selection_cache(key,digest,files) VALUES (?,?,?)').run(key, r.digest, JSON.stringify(files));
+    return { digest: r.digest, files };
   }
 
   private async execute(v: Vertex, inputs: LayerInfo[][], ref: VertexRef): Promise<LayerInfo | undefined> {
