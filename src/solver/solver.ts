@@ -118,7 +118,13 @@ export class Solver {
         addedLayer: false,
       };
     }
-    const stepInputs = await this.stepInputs(v, inputs);
+    const stepInputs = await this.stepInputs(v, inputs).catch((e: unknown) => {
+      // Checksumming the context fails for bad sources (`COPY ../x`): name the Dockerfile line.
+      if (e instanceof StrataError && !e.position && v.location) {
+        throw new StrataError(e.code, e.message, { position: { file: v.location.file, line: v.location.line }, hint: e.hint, cause: e });
+      }
+      throw e;
+    });
     stepInputs.inputNames = v.inputs.map((iv, i) => (iv.op.kind === 'image' || iv.op.kind === 'layout' ? inputs[i]!.inputs.inputNames![0]! : iv.op.kind === 'scratch' ? 'scratch' : `${iv.stepLabel} ${iv.instruction}`));
     const key = digestOf({ v: CACHE_KEY_VERSION, op: stepInputs.op, files: stepInputs.filesDigest, inputs: stepInputs.inputs });
     this.o.events({ type: 'start', vertex: ref, time: t0 });
