@@ -3,10 +3,10 @@
 // times or the host owner, so a `touch` or a fresh clone keeps the key; uid/gid count only for
 // sources from a stage or image rootfs, where COPY keeps them.
 import { createHash } from 'node:crypto';
-import { createReadStream, promises as fsp } from 'node:fs';
-import { listAttributes, getAttribute } from 'fs-xattr';
+import { createReadStream, readFileSync } from 'node:fs';
+import { getAttributeSync, listAttributesSync } from 'fs-xattr';
 import type { StatCache } from './stat-cache.js';
-import { selectSource, type IgnoreFn, type Reinclude, type SelectedSource, type TreeEntry } from './walk.js';
+import { Pacer, selectSource, type IgnoreFn, type Reinclude, type SelectedSource, type TreeEntry } from './walk.js';
 
 export type { StatCache, StatCacheEntry } from './stat-cache.js';
 export { MemoryStatCache } from './stat-cache.js';
@@ -52,17 +52,15 @@ export interface ChecksumResult {
 const VERSION = 'strata-sources-v1';
 const EMPTY_SHA = 'sha256:' + createHash('sha256').digest('hex');
 const SMALL_FILE = 256 * 1024;
-const PARALLEL = 16;
 
 function sha256(data: string | Buffer): string {
   return 'sha256:' + createHash('sha256').update(data).digest('hex');
 }
 
-async function hashFile(p: string): Promise<{ digest: string; bytes: number }> {
+async function hashFile(p: string, size: number): Promise<{ digest: string; bytes: number }> {
   const h = createHash('sha256');
-  const st = await fsp.stat(p);
-  if (st.size <= SMALL_FILE) {
-    const buf = await fsp.readFile(p);
+  if (size <= SMALL_FILE) {
+    const buf = readFileSync(p);
     h.update(buf);
     return { digest: 'sha256:' + h.digest('hex'), bytes: buf.length };
   }
@@ -75,10 +73,10 @@ async function hashFile(p: string): Promise<{ digest: string; bytes: number }> {
 }
 
 /** Extended attributes worth carrying: overlayfs bookkeeping and SELinux labels are host facts. */
-export async function readXattrs(p: string): Promise<Record<string, string> | undefined> {
+export function readXattrs(p: string): Record<string, string> | undefined {
   let names: string[];
   try {
-    names = await listAttributes(p);
+    names = listAttributesSync(p);
   } catch {
     return undefined;
   }
@@ -87,7 +85,7 @@ export async function readXattrs(p: string): Promise<Record<string, string> | un
   const out: Record<string, string> = {};
   for (const n of keep) {
     try {
-      out[n] = (await getAttribute(p, n)).toString('hex');
+      out[n] = getAttributeSync(p, n).toString('hex');
     } catch {
       // Vanished or unreadable: the copy would skip it too.
     }
@@ -107,14 +105,6 @@ function entryType(e: TreeEntry): FileEntry['type'] {
     default:
       return 'other';
   }
-}
-
-async function runLimited<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  const workers = Array.from({ length: Math.min(limit, items.length) }, async () => {
-    while (next < items.length) await fn(items[next++]);
-  });
-  await Promise.all(workers);
 }
 
 /** Checksum what `sources` select under `root` (the build context, or a rootfs with srcIsRootfs). */
@@ -179,20 +169,22 @@ export async function checksumSources(opts: ChecksumOptions): Promise<ChecksumRe
 
   let bytesRead = 0;
   const cache = opts.statCache;
-  await runLimited(items, PARALLEL, async ({ e, f }) => {
-    if (rootfs && (e.kind === 'file' || e.kind === 'dir')) f.xattrs = await readXattrs(e.host);
-    if (e.kind !== 'file' || f.linkTo !== undefined) return;
+  const pause = new Pacer();
+  for (const { e, f } of items) {
+    await pause.maybe();
+    if (rootfs && (e.kind === 'file' || e.kind === 'dir')) f.xattrs = readXattrs(e.host);
+    if (e.kind !== 'file' || f.linkTo !== undefined) continue;
     const st = e.st;
     const hit = cache?.get(e.host);
     if (hit && hit.ino === st.ino && hit.size === st.size && hit.mtimeMs === st.mtimeMs && hit.ctimeMs === st.ctimeMs) {
       f.contentDigest = hit.digest;
-      return;
+      continue;
     }
-    const r = await hashFile(e.host);
+    const r = await hashFile(e.host, st.size);
     bytesRead += r.bytes;
     f.contentDigest = r.digest;
     cache?.set(e.host, { ino: st.ino, size: st.size, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs, digest: r.digest });
-  });
+  }
 
   const h = createHash('sha256');
   h.update(VERSION + '\n');

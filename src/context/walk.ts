@@ -2,7 +2,8 @@
 // cache key covers exactly what the step writes. Rules follow BuildKit (fsutil copy + contenthash):
 // a named symlink is followed, symlinks below it are kept; wildcards use Go's filepath.Match;
 // --exclude and --parents patterns use moby/patternmatcher semantics, relative to each match.
-import { promises as fsp, type Stats } from 'node:fs';
+import { lstatSync, promises as fsp, readdirSync, readlinkSync, type Stats } from 'node:fs';
+import { performance } from 'node:perf_hooks';
 import * as path from 'node:path';
 import { StrataError } from '../errors.js';
 import { PatternMatcher } from './dockerignore.js';
@@ -244,6 +245,7 @@ function notFound(word: string, rootfs: boolean, ignored: boolean): StrataError 
 
 class Walker {
   readonly exclude?: PatternMatcher;
+  readonly pause = new Pacer();
   constructor(readonly opts: SelectOptions, readonly include?: PatternMatcher) {
     this.exclude = patternMatcher('--exclude pattern', opts.excludes ?? []);
   }
@@ -259,7 +261,8 @@ class Walker {
   }
 
   async walk(dirHost: string, realRel: string, rel: string, out: TreeEntry[]): Promise<void> {
-    const names = (await fsp.readdir(dirHost)).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+    await this.pause.maybe();
+    const names = readdirSync(dirHost).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
     const decided = names.map((name) => {
       const childRel = rel === '' ? name : `${rel}/${name}`;
       let include = this.include ? this.include.matches(childRel) : true;
@@ -268,9 +271,7 @@ class Walker {
       const canSkip = !include && !this.include && !(this.exclude?.exclusions ?? false);
       return { name, childRel, include, excluded, canSkip };
     });
-    const stats = await Promise.all(
-      decided.map((d) => (d.canSkip ? undefined : fsp.lstat(path.join(dirHost, d.name)))),
-    );
+    const stats = decided.map((d) => (d.canSkip ? undefined : lstatSync(path.join(dirHost, d.name))));
     for (let i = 0; i < decided.length; i++) {
       const d = decided[i];
       const st = stats[i];
@@ -284,7 +285,7 @@ class Walker {
       if (!isDir) {
         if (!d.include) continue;
         const entry: TreeEntry = { rel: d.childRel, host, st, kind };
-        if (kind === 'symlink') entry.link = await fsp.readlink(host);
+        if (kind === 'symlink') entry.link = readlinkSync(host);
         out.push(entry);
         continue;
       }
@@ -300,6 +301,21 @@ class Walker {
       // only as the parent of something selected.
       if (out.length === at + 1 && (ignored || !d.include)) out.splice(at, 1);
     }
+  }
+}
+
+/**
+ * Walks use synchronous fs calls (several times faster than promises for many small files) and
+ * hand the event loop back every few milliseconds so a parallel step's output keeps flowing.
+ */
+export class Pacer {
+  private last = performance.now();
+  constructor(private readonly sliceMs = 15) {}
+  async maybe(): Promise<void> {
+    const now = performance.now();
+    if (now - this.last < this.sliceMs) return;
+    await new Promise<void>((r) => setImmediate(r));
+    this.last = performance.now();
   }
 }
 

@@ -2,16 +2,17 @@
 // a named dir lends its contents, a named symlink is followed, symlinks below are kept; dest ending
 // in `/` (or an existing dir) receives files by name; missing parents are created 0755 (or the
 // octal --chmod) owned by root or --chown; copies keep mode, times and, from a rootfs, owners.
-import { constants as fsc, promises as fsp } from 'node:fs';
+import * as fs from 'node:fs';
+import { promises as fsp, type Stats } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { setAttribute } from 'fs-xattr';
+import { setAttributeSync } from 'fs-xattr';
 import { StrataError } from '../errors.js';
 import { readXattrs } from '../context/checksum.js';
-import { goClean, kindOf, resolveInside, selectSource, type IgnoreFn, type Reinclude, type TreeEntry } from '../context/walk.js';
+import { goClean, kindOf, Pacer, resolveInside, selectSource, type IgnoreFn, type Reinclude, type TreeEntry } from '../context/walk.js';
 import { detectArchive, extractArchive, mknodLike } from './archive.js';
 import { parseChmod, type Chmod } from './chmod.js';
-import { downloadUrl, isUrlSource } from './http.js';
+import { downloadUrl, isUrlSource, type Downloaded } from './http.js';
 import { mkdirAllHost, mkdirAllInside, type Owner } from './mkdir.js';
 
 export interface CopyRequest {
@@ -39,6 +40,8 @@ export interface CopyRequest {
   checksum?: string;
   /** ADD --unpack: default true for local archives, false for URLs. */
   unpack?: boolean;
+  /** URL sources already fetched with downloadUrl (the solver needs their digest for the cache key first). */
+  prefetched?: Record<string, Downloaded>;
   /** COPY <<NAME dest: a file NAME with this content. */
   heredocs?: { name: string; content: string }[];
 }
@@ -47,7 +50,7 @@ export interface CopyResult {
   copied: number;
 }
 
-const PARALLEL = 16;
+const BIG_FILE = 4 * 1024 * 1024;
 
 interface Leaf {
   kind: 'tree';
@@ -63,7 +66,7 @@ interface Ctx {
   req: CopyRequest;
   chmod?: Chmod;
   dirPerm: number;
-  inodes: Map<string, Promise<string>>;
+  inodes: Map<string, string>;
   copied: number;
 }
 
@@ -87,9 +90,9 @@ function errCode(e: unknown): string | undefined {
   return (e as { code?: string }).code;
 }
 
-async function lstatOrUndefined(p: string) {
+function lstatOrUndefined(p: string): Stats | undefined {
   try {
-    return await fsp.lstat(p);
+    return fs.lstatSync(p);
   } catch (e) {
     if (errCode(e) === 'ENOENT') return undefined;
     throw e;
@@ -100,22 +103,22 @@ function display(destRoot: string, host: string): string {
   return '/' + path.relative(destRoot, host).split(path.sep).join('/');
 }
 
-async function ensureEmptyFileTarget(ctx: Ctx, target: string): Promise<void> {
-  const st = await lstatOrUndefined(target);
+function ensureEmptyFileTarget(ctx: Ctx, target: string): void {
+  const st = lstatOrUndefined(target);
   if (!st) return;
   if (st.isDirectory()) {
     throw new StrataError('COPY_DEST_CONFLICT', `cannot replace to directory ${display(ctx.req.destRoot, target)} with file`, {
       hint: 'The destination already has a directory where a file would go; pick another destination or end it with / to copy into the directory.',
     });
   }
-  await fsp.unlink(target);
+  fs.unlinkSync(target);
 }
 
 /** Create (or reuse) a dir for a source dir; returns whether it was created. */
-async function copyDirOnly(ctx: Ctx, target: string, st: TreeEntry['st'], overwrite: boolean): Promise<boolean> {
-  const cur = await lstatOrUndefined(target);
+function copyDirOnly(ctx: Ctx, target: string, st: Stats, overwrite: boolean): boolean {
+  const cur = lstatOrUndefined(target);
   if (!cur) {
-    await fsp.mkdir(target, { mode: st.mode & 0o777 });
+    fs.mkdirSync(target, { mode: st.mode & 0o777 });
     return true;
   }
   if (!cur.isDirectory()) {
@@ -123,54 +126,62 @@ async function copyDirOnly(ctx: Ctx, target: string, st: TreeEntry['st'], overwr
       hint: 'A file or symlink in the destination is where the source has a directory; remove it first or copy elsewhere.',
     });
   }
-  if (overwrite) await fsp.chmod(target, st.mode & 0o7777);
+  if (overwrite) fs.chmodSync(target, st.mode & 0o7777);
   return false;
 }
 
-async function applyInfo(ctx: Ctx, leaf: Leaf, e: TreeEntry, target: string): Promise<void> {
+const SELF = { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 };
+
+/**
+ * Owner, mode, xattrs and times of a copied entry. `fresh` says the target was just made by us (so
+ * it is ours), `modeKept` that copyFile already gave it the source mode: each saves a syscall.
+ */
+function applyInfo(ctx: Ctx, leaf: Leaf, e: TreeEntry, target: string, fresh = false, modeKept = false): void {
   const st = e.st;
-  const isLink = e.kind === 'symlink';
   const owner = ctx.req.chown ?? (leaf.keepOwner ? { uid: st.uid, gid: st.gid } : { uid: 0, gid: 0 });
-  await fsp.lchown(target, owner.uid, owner.gid);
-  if (!isLink) {
+  if (!fresh || owner.uid !== SELF.uid || owner.gid !== SELF.gid) fs.lchownSync(target, owner.uid, owner.gid);
+  if (e.kind !== 'symlink') {
     const mode = ctx.chmod ? ctx.chmod.apply(st.mode & 0o7777, e.kind === 'dir') : st.mode & 0o7777;
-    await fsp.chmod(target, mode);
+    // chown clears setuid/setgid, so a kept mode with those bits is set again.
+    if (!(modeKept && fresh && !ctx.chmod && (mode & 0o6000) === 0)) fs.chmodSync(target, mode);
     if (leaf.xattrs && (e.kind === 'file' || e.kind === 'dir')) {
-      const xa = await readXattrs(e.host);
-      for (const [k, v] of Object.entries(xa ?? {})) {
-        await setAttribute(target, k, Buffer.from(v, 'hex')).catch(() => undefined);
+      for (const [k, v] of Object.entries(readXattrs(e.host) ?? {})) {
+        try {
+          setAttributeSync(target, k, Buffer.from(v, 'hex'));
+        } catch {
+          // Best effort, as BuildKit's copy: a filesystem may refuse a namespace.
+        }
       }
     }
   }
-  await fsp.lutimes(target, st.atime, st.mtime);
+  fs.lutimesSync(target, st.atimeMs / 1000, st.mtimeMs / 1000);
 }
 
-async function copyLeaf(ctx: Ctx, leaf: Leaf, e: TreeEntry, target: string): Promise<void> {
-  await ensureEmptyFileTarget(ctx, target);
+/** Copy a non-directory; `inFreshDir` says its parent was created by this copy (nothing to replace). */
+async function copyLeaf(ctx: Ctx, leaf: Leaf, e: TreeEntry, target: string, inFreshDir = false): Promise<void> {
+  if (!inFreshDir) ensureEmptyFileTarget(ctx, target);
+  let modeKept = false;
   switch (e.kind) {
     case 'file': {
-      if (e.st.nlink > 1) {
-        const key = `${e.st.dev}:${e.st.ino}`;
-        const first = ctx.inodes.get(key);
-        if (first) {
-          await fsp.link(await first, target);
-          break;
-        }
-        let done!: (p: string) => void;
-        ctx.inodes.set(key, new Promise<string>((r) => (done = r)));
-        await fsp.copyFile(e.host, target, fsc.COPYFILE_FICLONE);
-        done(target);
+      const key = `${e.st.dev}:${e.st.ino}`;
+      const first = e.st.nlink > 1 ? ctx.inodes.get(key) : undefined;
+      if (first !== undefined) {
+        fs.linkSync(first, target);
         break;
       }
-      await fsp.copyFile(e.host, target, fsc.COPYFILE_FICLONE);
+      // copyFile (libuv) gives the new file the source's mode.
+      if (e.st.size > BIG_FILE) await fsp.copyFile(e.host, target, fs.constants.COPYFILE_FICLONE);
+      else fs.copyFileSync(e.host, target, fs.constants.COPYFILE_FICLONE);
+      modeKept = true;
+      if (e.st.nlink > 1) ctx.inodes.set(key, target);
       break;
     }
     case 'symlink':
-      await fsp.symlink(e.link ?? (await fsp.readlink(e.host)), target);
+      fs.symlinkSync(e.link ?? fs.readlinkSync(e.host), target);
       break;
     case 'socket':
       // The build context cannot carry sockets; BuildKit delivers them as empty files.
-      await fsp.writeFile(target, '');
+      fs.writeFileSync(target, '');
       break;
     case 'fifo':
       await mknodLike(target, 'p');
@@ -182,7 +193,7 @@ async function copyLeaf(ctx: Ctx, leaf: Leaf, e: TreeEntry, target: string): Pro
     default:
       throw new Error(`unexpected entry kind ${e.kind}`);
   }
-  await applyInfo(ctx, leaf, e, target);
+  applyInfo(ctx, leaf, e, target, true, modeKept);
   ctx.copied++;
 }
 
@@ -205,31 +216,29 @@ async function copyTree(ctx: Ctx, leaf: Leaf, destIn: { path: string; dirLike: b
     return;
   }
 
-  const rootCreated = await copyDirOnly(ctx, dst, leaf.root.st, false);
+  const rootCreated = copyDirOnly(ctx, dst, leaf.root.st, false);
   // Dir metadata goes on after the contents (writing children moves a dir's mtime).
-  const dirsDone: { e: TreeEntry; target: string; full: boolean }[] = [];
-  const inflight = new Set<Promise<void>>();
-  try {
-    for (const e of leaf.entries) {
-      const target = path.join(dst, ...e.rel.split('/'));
-      if (e.kind === 'dir') {
-        const created = await copyDirOnly(ctx, target, e.st, true);
-        if (!e.parentOnly || created) dirsDone.push({ e, target, full: true });
-        ctx.copied++;
-        continue;
-      }
-      while (inflight.size >= PARALLEL) await Promise.race(inflight);
-      const p: Promise<void> = copyLeaf(ctx, leaf, e, target).finally(() => inflight.delete(p));
-      inflight.add(p);
+  const dirsDone: { e: TreeEntry; target: string; created: boolean }[] = [];
+  const freshDirs = new Set<string>();
+  if (rootCreated) freshDirs.add('');
+  const pause = new Pacer();
+  for (const e of leaf.entries) {
+    await pause.maybe();
+    const target = path.join(dst, ...e.rel.split('/'));
+    const slash = e.rel.lastIndexOf('/');
+    const inFresh = freshDirs.has(slash < 0 ? '' : e.rel.slice(0, slash));
+    if (e.kind === 'dir') {
+      const created = inFresh ? (fs.mkdirSync(target, { mode: e.st.mode & 0o777 }), true) : copyDirOnly(ctx, target, e.st, true);
+      if (created) freshDirs.add(e.rel);
+      if (!e.parentOnly || created) dirsDone.push({ e, target, created });
+      ctx.copied++;
+      continue;
     }
-    await Promise.all(inflight);
-  } catch (e) {
-    await Promise.allSettled(inflight);
-    throw e;
+    await copyLeaf(ctx, leaf, e, target, inFresh);
   }
-  for (const d of dirsDone.reverse()) await applyInfo(ctx, leaf, d.e, d.target);
-  if (rootCreated) await applyInfo(ctx, leaf, leaf.root, dst);
-  else await fsp.lutimes(dst, leaf.root.st.atime, leaf.root.st.mtime);
+  for (const d of dirsDone.reverse()) applyInfo(ctx, leaf, d.e, d.target, d.created);
+  if (rootCreated) applyInfo(ctx, leaf, leaf.root, dst, true);
+  else fs.lutimesSync(dst, leaf.root.st.atimeMs / 1000, leaf.root.st.mtimeMs / 1000);
 }
 
 async function syntheticFile(dir: string, name: string, content: string | undefined, mode: number): Promise<TreeEntry> {
@@ -281,9 +290,11 @@ export async function copyFiles(req: CopyRequest): Promise<CopyResult> {
       if (isUrlSource(word)) {
         const dir = path.join(tmp, `url${n++}`);
         await fsp.mkdir(dir);
-        const dl = await downloadUrl(word, dir, req.checksum);
+        const pre = req.prefetched?.[word];
+        const dl = pre ?? (await downloadUrl(word, dir, req.checksum));
         const named = path.join(dir, dl.filename);
-        await fsp.rename(dl.file, named);
+        if (pre) await fsp.copyFile(pre.file, named);
+        else await fsp.rename(dl.file, named);
         const when = dl.lastModified ?? new Date();
         await fsp.utimes(named, when, when);
         const root = await syntheticFile(dir, dl.filename, undefined, 0o600);

@@ -9,6 +9,7 @@ import * as path from 'node:path';
 import * as tar from 'tar-stream';
 import { copyFiles, type CopyRequest } from '../../src/fileops/copy.js';
 import { detectArchive } from '../../src/fileops/archive.js';
+import { downloadUrl } from '../../src/fileops/http.js';
 import { isStrataError } from '../../src/errors.js';
 import { exists, listTree, mkTree, modeOf, read, tmpdir } from './helpers.js';
 
@@ -174,6 +175,19 @@ describe('ADD of a URL', () => {
       return true;
     });
     assert.equal(await exists(path.join(root, 'bad')), false);
+  });
+
+  it('uses a download the caller already made (for the cache key) without fetching again', async () => {
+    const root = await freshRoot();
+    const dir = await fsp.mkdtemp(path.join(work, 'pre-'));
+    const url = `${base}/files/tool.txt`;
+    const dl = await downloadUrl(url, dir, sha);
+    assert.equal(dl.digest, sha);
+    assert.equal(dl.filename, 'tool.txt');
+    await fsp.writeFile(dl.file, 'prefetched bytes');
+    await copyFiles(add(root, [url], '/pre/', { prefetched: { [url]: dl } }));
+    assert.equal(await read(path.join(root, 'pre/tool.txt')), 'prefetched bytes');
+    assert.equal(await read(dl.file), 'prefetched bytes', "the caller's file is left alone");
   });
 
   it('fails clearly on an HTTP error, and COPY refuses URLs', async () => {
