@@ -273,7 +273,7 @@ class Planner {
       for (const i of toInstructions(p)) body.push({ ...i, startLine: raw.from.startLine, endLine: raw.from.endLine });
     }
     body.push(...raw.body);
-    const st = new StageState(this, raw, name, config, baseVertex, this.stageNoCache(name, raw.index));
+    const st = new StageState(this, raw, name, config, baseVertex, this.stageNoCache(name, raw.index), body.length);
     let cmdFromBase = config.Cmd !== undefined;
     for (const ins of body) {
       if (ins.kind === 'cmd') cmdFromBase = false;
@@ -358,10 +358,12 @@ class StageState {
     private readonly config: RuntimeConfig,
     base: Vertex,
     private readonly noCache: boolean,
+    /** Instructions in the stage, ONBUILD triggers of the base included. */
+    bodyLength: number,
   ) {
     this.scope = new StageScope(config);
     this.fs = base;
-    this.total = raw.body.length + 1;
+    this.total = bodyLength + 1;
   }
 
   private label(): string {
