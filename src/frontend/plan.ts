@@ -204,12 +204,14 @@ class Planner {
   }
 
   /** A source vertex for an image reference, shared by every user of the same reference. */
-  private imageSource(op: Exclude<SourceOp, { kind: 'scratch' }>, stage: string): Vertex {
+  private imageSource(op: Exclude<SourceOp, { kind: 'scratch' }>, stage: string, line: number): Vertex {
     const key = JSON.stringify(op);
     let v = this.imageSources.get(key);
     if (!v) {
       const label = op.kind === 'image' ? op.ref : `oci-layout://${op.dir}${op.ref ? ':' + op.ref : ''}`;
-      v = this.addVertex({ op, inputs: [], instruction: `FROM ${label}`, stage, stepLabel: '[internal]', args: {}, noCache: false });
+      // The first line that uses the image: pull and unpack errors point at it.
+      const location = { file: this.opts.file, line, endLine: line };
+      v = this.addVertex({ op, inputs: [], instruction: `FROM ${label}`, location, stage, stepLabel: '[internal]', args: {}, noCache: false });
       this.imageSources.set(key, v);
     }
     return v;
@@ -260,7 +262,7 @@ class Planner {
         }
         throw e;
       }
-      baseVertex = this.imageSource(op, name);
+      baseVertex = this.imageSource(op, name, raw.from.startLine);
       author = base.author;
     }
     const config = cloneConfig(base.config);
@@ -393,8 +395,8 @@ class StageState {
       inputs.push(v);
       return { kind: 'input', index: inputs.length - 1 };
     };
-    if (named?.kind === 'layout') return push(this.p._imageSource({ kind: 'layout', dir: named.dir, ref: named.ref }, this.name));
-    if (named?.kind === 'image') return push(this.p._imageSource({ kind: 'image', ref: named.ref }, this.name));
+    if (named?.kind === 'layout') return push(this.p._imageSource({ kind: 'layout', dir: named.dir, ref: named.ref }, this.name, line));
+    if (named?.kind === 'image') return push(this.p._imageSource({ kind: 'image', ref: named.ref }, this.name, line));
     const stage = this.p._stageRef(from, this.raw.index);
     if (stage) {
       // Resolved synchronously below through pendingStages; the vertex is filled once planned.
@@ -406,8 +408,8 @@ class StageState {
     if (from === this.name || this.raw.name === from.toLowerCase()) {
       throw new StrataError('BAD_STAGE_REF', `--from=${from} refers to the stage it is in`, { position: this.p._pos(line) });
     }
-    if (from.startsWith('oci-layout://')) return push(this.p._imageSource(parseLayoutRef(from.slice(13)), this.name));
-    return push(this.p._imageSource({ kind: 'image', ref: from }, this.name));
+    if (from.startsWith('oci-layout://')) return push(this.p._imageSource(parseLayoutRef(from.slice(13)), this.name, line));
+    return push(this.p._imageSource({ kind: 'image', ref: from }, this.name, line));
   }
   private pendingStages: { index: number; slot: number }[] = [];
 

@@ -72,6 +72,14 @@ class Semaphore {
   }
 }
 
+/** A StrataError without a position gets the vertex's Dockerfile line. */
+function located(e: unknown, v: Vertex): unknown {
+  if (e instanceof StrataError && !e.position && v.location) {
+    return new StrataError(e.code, e.message, { position: { file: v.location.file, line: v.location.line }, hint: e.hint, cause: e });
+  }
+  return e;
+}
+
 export class Solver {
   private readonly results = new Map<number, Promise<VertexResult>>();
   private readonly sem: Semaphore;
@@ -105,8 +113,15 @@ export class Solver {
     }
     if (v.op.kind === 'image' || v.op.kind === 'layout') {
       this.o.events({ type: 'start', vertex: ref, time: t0 });
-      const img = await this.o.bases.resolve(v.op);
-      const chain = await this.o.bases.ensureLayers(img, (message) => this.o.events({ type: 'status', vertex: ref, message, time: Date.now() }));
+      let img: Awaited<ReturnType<BaseImages['resolve']>>;
+      let chain: LayerInfo[];
+      try {
+        img = await this.o.bases.resolve(v.op);
+        chain = await this.o.bases.ensureLayers(img, (message) => this.o.events({ type: 'status', vertex: ref, message, time: Date.now() }));
+      } catch (e) {
+        this.o.events({ type: 'error', vertex: ref, time: Date.now(), message: e instanceof Error ? e.message : String(e) });
+        throw located(e, v);
+      }
       this.o.events({ type: 'done', vertex: ref, time: Date.now(), durationMs: Date.now() - t0 });
       return {
         chain,
@@ -118,12 +133,9 @@ export class Solver {
         addedLayer: false,
       };
     }
+    // Checksumming the context fails for bad sources (`COPY ../x`): name the Dockerfile line.
     const stepInputs = await this.stepInputs(v, inputs).catch((e: unknown) => {
-      // Checksumming the context fails for bad sources (`COPY ../x`): name the Dockerfile line.
-      if (e instanceof StrataError && !e.position && v.location) {
-        throw new StrataError(e.code, e.message, { position: { file: v.location.file, line: v.location.line }, hint: e.hint, cause: e });
-      }
-      throw e;
+      throw located(e, v);
     });
     stepInputs.inputNames = v.inputs.map((iv, i) => (iv.op.kind === 'image' || iv.op.kind === 'layout' ? inputs[i]!.inputs.inputNames![0]! : iv.op.kind === 'scratch' ? 'scratch' : `${iv.stepLabel} ${iv.instruction}`));
     const key = digestOf({ v: CACHE_KEY_VERSION, op: stepInputs.op, files: stepInputs.filesDigest, inputs: stepInputs.inputs });
