@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream, readFileSync } from 'node:fs';
 import { getAttributeSync, listAttributesSync } from 'fs-xattr';
 import type { StatCache } from './stat-cache.js';
-import { Pacer, selectSource, type IgnoreFn, type Reinclude, type SelectedSource, type TreeEntry } from './walk.js';
+import { deviceNumbers, Pacer, selectSource, type IgnoreFn, type Reinclude, type SelectedSource, type TreeEntry } from './walk.js';
 
 export type { StatCache, StatCacheEntry } from './stat-cache.js';
 export { MemoryStatCache } from './stat-cache.js';
@@ -154,7 +154,8 @@ export async function checksumSources(opts: ChecksumOptions): Promise<ChecksumRe
           f.size = Buffer.byteLength(e.link ?? '');
         } else if (e.kind === 'socket') f.contentDigest = EMPTY_SHA;
         else if (type === 'other') {
-          f.contentDigest = sha256(`${e.kind}:${Math.floor(st.rdev / 256)}:${st.rdev % 256}`);
+          const { major, minor } = deviceNumbers(st.rdev);
+          f.contentDigest = sha256(`${e.kind}:${major}:${minor}`);
         }
         if (e.kind === 'file' && st.nlink > 1) {
           const key = `${st.dev}:${st.ino}`;

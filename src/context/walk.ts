@@ -219,6 +219,16 @@ export function kindOf(st: Stats): EntryKind {
   return 'socket';
 }
 
+/** Linux major/minor from st_rdev (glibc's gnu_dev_major/minor). */
+export function deviceNumbers(rdev: number): { major: number; minor: number } {
+  const hi = Math.floor(rdev / 2 ** 32);
+  const lo = rdev >>> 0;
+  return {
+    major: ((lo >>> 8) & 0xfff) | ((hi & ~0xfff) >>> 0),
+    minor: (lo & 0xff) | ((lo >>> 12) & ~0xff),
+  };
+}
+
 /** `"/x/y"`, the way BuildKit names a source in its errors. */
 export function displaySource(word: string): string {
   return goClean('/' + word);

@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import { setAttributeSync } from 'fs-xattr';
 import { StrataError } from '../errors.js';
 import { readXattrs } from '../context/checksum.js';
-import { goClean, kindOf, Pacer, resolveInside, selectSource, type IgnoreFn, type Reinclude, type TreeEntry } from '../context/walk.js';
+import { deviceNumbers, goClean, kindOf, Pacer, resolveInside, selectSource, type IgnoreFn, type Reinclude, type TreeEntry } from '../context/walk.js';
 import { detectArchive, extractArchive, mknodLike } from './archive.js';
 import { parseChmod, type Chmod } from './chmod.js';
 import { downloadUrl, isUrlSource, type Downloaded } from './http.js';
@@ -187,9 +187,11 @@ async function copyLeaf(ctx: Ctx, leaf: Leaf, e: TreeEntry, target: string, inFr
       await mknodLike(target, 'p');
       break;
     case 'char':
-    case 'block':
-      await mknodLike(target, e.kind === 'char' ? 'c' : 'b', Math.floor(e.st.rdev / 256), e.st.rdev % 256);
+    case 'block': {
+      const { major, minor } = deviceNumbers(e.st.rdev);
+      await mknodLike(target, e.kind === 'char' ? 'c' : 'b', major, minor);
       break;
+    }
     default:
       throw new Error(`unexpected entry kind ${e.kind}`);
   }

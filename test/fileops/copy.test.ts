@@ -1,5 +1,6 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { copyFiles, ensureWorkdir, type CopyRequest } from '../../src/fileops/copy.js';
@@ -334,6 +335,20 @@ describe('copyFiles from a rootfs (--from)', () => {
     );
     await copyFiles({ srcRoot: src, srcIsRootfs: true, sources: ['../../out/sub/foo'], dest: '/clamped', destRoot: root, workdir: '/' });
     assert.equal(await read(path.join(root, 'clamped')), 'data');
+  });
+
+  it('recreates fifos and device nodes', async () => {
+    const dev = path.join(src, 'dev');
+    await fsp.mkdir(dev);
+    execFileSync('mkfifo', [path.join(dev, 'pipe')]);
+    execFileSync('mknod', [path.join(dev, 'null'), 'c', '1', '3']);
+    const root = await freshRoot();
+    await copyFiles({ srcRoot: src, srcIsRootfs: true, sources: ['/dev'], dest: '/dev', destRoot: root, workdir: '/' });
+    assert.ok((await fsp.lstat(path.join(root, 'dev/pipe'))).isFIFO());
+    const nul = await fsp.lstat(path.join(root, 'dev/null'));
+    assert.ok(nul.isCharacterDevice());
+    assert.equal(nul.rdev, (await fsp.lstat(path.join(dev, 'null'))).rdev);
+    await fsp.rm(dev, { recursive: true });
   });
 
   it('keeps hard links', async () => {
