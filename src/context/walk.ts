@@ -391,7 +391,8 @@ async function globWalk(
 ): Promise<void> {
   let names: string[];
   try {
-    names = (await fsp.readdir(prefixHost)).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+    await walker.pause.maybe();
+    names = readdirSync(prefixHost).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
   } catch (e) {
     const code = errnoCode(e);
     if (code === 'ENOENT' || code === 'ENOTDIR') return;
@@ -400,7 +401,7 @@ async function globWalk(
   for (const n of names) {
     if (!segmentMatch(segs[depth], n)) continue;
     const host = path.join(prefixHost, n);
-    const st = await fsp.lstat(host);
+    const st = lstatSync(host);
     const real = prefixReal === '' ? n : `${prefixReal}/${n}`;
     const isDir = st.isDirectory();
     if (walker.opts.ignore?.(real, isDir) && !(isDir && walker.reincludes(real))) continue;
@@ -467,6 +468,11 @@ export async function selectSource(word: string, opts: SelectOptions): Promise<S
       }
     } else {
       for (const seg of pattern.split('/')) segmentMatch(seg, '');
+      // BuildKit's copy walks the prefix dir and fails when it is missing (a file just matches nothing).
+      if (!pre.lstat) {
+        const ignored = !rootfs && opts.ignore !== undefined && (await existsUnfiltered(opts.root, prefix));
+        throw notFound(prefix, rootfs, ignored);
+      }
     }
   }
   if (required !== undefined) {

@@ -125,6 +125,7 @@ describe('copyFiles from the build context', () => {
     assert.deepEqual(await listTree(path.join(root, 'cls')), ['one.txt', 'two.txt']);
     const r = await copyFiles(req(root, ['nomatch*'], '/none/'));
     assert.equal(r.copied, 0, 'a wildcard matching nothing is not an error (BuildKit)');
+    await rejectsCode(copyFiles(req(root, ['nodir/*.txt'], '/none/')), 'COPY_NO_MATCH', /"\/nodir": not found/);
   });
 
   it('refuses several sources into a non-directory destination', async () => {
