@@ -112,6 +112,12 @@ export async function checksumSources(opts: ChecksumOptions): Promise<ChecksumRe
   const rootfs = opts.srcIsRootfs ?? false;
   const selected: SelectedSource[] = [];
   for (const word of opts.sources) {
+    // ADD's URL sources are no files of the root: their words count, their content is the
+    // downloader's business (its digest belongs in the key beside this one).
+    if (/^https?:\/\//.test(word)) {
+      selected.push({ source: word, wildcard: false, matches: [] });
+      continue;
+    }
     selected.push(
       await selectSource(word, {
         root: opts.root,

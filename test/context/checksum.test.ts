@@ -159,6 +159,14 @@ describe('checksumSources', () => {
     assert.notEqual(p.digest, (await sum(root, { sources: ['src/lib/util.ts'] })).digest);
   });
 
+  it('accepts ADD URL words without reading them, keyed by the URL', async () => {
+    const root = await freshTree();
+    const a = await sum(root, { sources: ['http://127.0.0.1:1/a.tgz', 'package.json'] });
+    assert.deepEqual(a.files.map((f) => f.path), ['package.json']);
+    const b = await sum(root, { sources: ['http://127.0.0.1:1/b.tgz', 'package.json'] });
+    assert.notEqual(a.digest, b.digest);
+  });
+
   it('skips rereading unchanged files with a warm stat cache', async () => {
     const root = await freshTree();
     const cache = new MemoryStatCache();
