@@ -256,8 +256,27 @@ function notFound(word: string, rootfs: boolean, ignored: boolean): StrataError 
 class Walker {
   readonly exclude?: PatternMatcher;
   readonly pause = new Pacer();
-  constructor(readonly opts: SelectOptions, readonly include?: PatternMatcher) {
+  /** Leading literal segments of the include pattern: dirs off that path cannot hold a match. */
+  private readonly includeLiteral?: string[];
+  constructor(readonly opts: SelectOptions, readonly include?: PatternMatcher, includePattern?: string) {
     this.exclude = patternMatcher('--exclude pattern', opts.excludes ?? []);
+    if (include && includePattern !== undefined) {
+      const lit: string[] = [];
+      for (const seg of includePattern.split('/')) {
+        if (containsWildcards(seg) || seg.includes('\\')) break;
+        lit.push(seg);
+      }
+      this.includeLiteral = lit;
+    }
+  }
+
+  /** Whether something below the unselected dir `rel` could still match the include pattern. */
+  private mayIncludeBelow(rel: string): boolean {
+    const lit = this.includeLiteral;
+    if (!lit) return true;
+    const segs = rel.split('/');
+    for (let i = 0; i < Math.min(segs.length, lit.length); i++) if (segs[i] !== lit[i]) return false;
+    return true;
   }
 
   /** Whether an ignored dir must still be walked for re-included paths. */
@@ -299,6 +318,7 @@ class Walker {
         out.push(entry);
         continue;
       }
+      if (!d.include && !this.mayIncludeBelow(d.childRel)) continue;
       const at = out.length;
       const entry: TreeEntry = { rel: d.childRel, host, st, kind, parentOnly: !d.include || undefined };
       out.push(entry);
@@ -416,6 +436,7 @@ export async function selectSource(word: string, opts: SelectOptions): Promise<S
   const rootfs = opts.rootfs ?? false;
   const follow = opts.followSymlinks ?? true;
   let includeSet: PatternMatcher | undefined;
+  let includePattern: string | undefined;
   let required: string | undefined;
   let srcWord = word;
   if (opts.parents) {
@@ -430,11 +451,12 @@ export async function selectSource(word: string, opts: SelectOptions): Promise<S
     }
     pattern = cleanWord(pattern, rootfs);
     includeSet = pattern === '' ? undefined : patternMatcher('--parents source', [pattern]);
+    includePattern = pattern;
     if (!containsWildcards(srcWord) && !containsWildcards(pattern)) {
       required = [cleanWord(srcWord, rootfs), pattern].filter((s) => s !== '').join('/');
     }
   }
-  const walker = new Walker(opts, includeSet);
+  const walker = new Walker(opts, includeSet, includePattern);
   const rel = cleanWord(srcWord, rootfs);
   const { prefix, pattern } = splitWildcards(rel);
   const matches: SourceMatch[] = [];
