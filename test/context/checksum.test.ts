@@ -7,6 +7,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { checksumRootfsSources, checksumSources, MemoryStatCache, type ChecksumOptions } from '../../src/context/checksum.js';
 import { isStrataError } from '../../src/errors.js';
+import { setAttributeSync } from 'fs-xattr';
 
 let work: string;
 let n = 0;
@@ -205,7 +206,12 @@ describe('checksumRootfsSources', () => {
     const before1 = (await checksumRootfsSources({ root, sources: ['/src'] })).digest;
     const ctxBefore = (await checksumSources({ root, sources: ['/src'] })).digest;
     await fsp.chown(path.join(root, 'src/index.ts'), 1000, 1000);
-    assert.notEqual((await checksumRootfsSources({ root, sources: ['/src'] })).digest, before1);
+    const afterChown = (await checksumRootfsSources({ root, sources: ['/src'] })).digest;
+    assert.notEqual(afterChown, before1);
+    setAttributeSync(path.join(root, 'src/index.ts'), 'user.strata.cap', 'x');
+    const withX = await checksumRootfsSources({ root, sources: ['/src'] });
+    assert.notEqual(withX.digest, afterChown, 'xattrs are copied from a rootfs, so they count');
+    assert.deepEqual(withX.files.find((f) => f.path === 'src/index.ts')?.xattrs, { 'user.strata.cap': Buffer.from('x').toString('hex') });
     assert.equal((await checksumSources({ root, sources: ['/src'] })).digest, ctxBefore, 'context files are copied as 0:0 anyway');
   });
 });

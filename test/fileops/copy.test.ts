@@ -1,6 +1,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { getAttributeSync, setAttributeSync } from 'fs-xattr';
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { copyFiles, ensureWorkdir, type CopyRequest } from '../../src/fileops/copy.js';
@@ -350,6 +351,14 @@ describe('copyFiles from a rootfs (--from)', () => {
     assert.ok(nul.isCharacterDevice());
     assert.equal(nul.rdev, (await fsp.lstat(path.join(dev, 'null'))).rdev);
     await fsp.rm(dev, { recursive: true });
+  });
+
+  it('carries extended attributes (capabilities and the like)', async () => {
+    const f = path.join(src, 'bin/tool');
+    setAttributeSync(f, 'user.strata.test', 'v1');
+    const root = await freshRoot();
+    await copyFiles({ srcRoot: src, srcIsRootfs: true, sources: ['/bin/tool'], dest: '/x', destRoot: root, workdir: '/' });
+    assert.equal(getAttributeSync(path.join(root, 'x'), 'user.strata.test').toString(), 'v1');
   });
 
   it('keeps hard links', async () => {
