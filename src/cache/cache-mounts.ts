@@ -2,7 +2,7 @@
 // `locked` takes an inter-process lock (a lock directory holding the owner's pid, stolen when that
 // pid is dead); `private` hands a concurrent user a fresh instance; `shared` lets everyone write.
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Store } from './store.js';
 import { pidAlive } from './store.js';
@@ -46,7 +46,7 @@ function tryLock(lockDir: string): boolean {
 
 const heldInProcess = new Set<string>();
 
-export async function acquireCacheMount(store: Store, id: string, sharing: 'shared' | 'private' | 'locked'): Promise<CacheMountLease> {
+export async function acquireCacheMount(store: Store, id: string, sharing: 'shared' | 'private' | 'locked', buildId = ''): Promise<CacheMountLease> {
   const base = cacheMountDir(store, id);
   const data = join(base, 'data');
   const lock = join(base, 'lock');
@@ -54,9 +54,19 @@ export async function acquireCacheMount(store: Store, id: string, sharing: 'shar
   mkdirSync(data, { recursive: true });
   const t = store.now();
   store.db
-    .prepare('INSERT INTO cache_mounts(id,dir,created,last_used) VALUES (?,?,?,?) ON CONFLICT(id) DO UPDATE SET last_used=excluded.last_used')
-    .run(id, base, t, t);
-  if (sharing === 'shared') return { dir: data, fresh, release() {} };
+    .prepare(
+      `INSERT INTO cache_mounts(id,dir,sharing,created,last_used,last_build,builds) VALUES (?,?,?,?,?,?,1)
+       ON CONFLICT(id) DO UPDATE SET last_used=excluded.last_used, sharing=excluded.sharing,
+         builds=builds + (CASE WHEN last_build IS excluded.last_build THEN 0 ELSE 1 END), last_build=excluded.last_build`,
+    )
+    .run(id, base, sharing, t, t, buildId);
+  // A lease file per user: prune and `mount rm` leave a mount alone while a live process holds it.
+  const leases = join(base, 'leases');
+  mkdirSync(leases, { recursive: true });
+  const leaseFile = join(leases, `${process.pid}-${Math.random().toString(36).slice(2)}`);
+  writeFileSync(leaseFile, '');
+  const dropLease = () => rmSync(leaseFile, { force: true });
+  if (sharing === 'shared') return { dir: data, fresh, release: dropLease };
   if (sharing === 'locked') {
     for (let delay = 20; ; delay = Math.min(delay * 2, 500)) {
       if (!heldInProcess.has(lock) && tryLock(lock)) break;
@@ -69,6 +79,7 @@ export async function acquireCacheMount(store: Store, id: string, sharing: 'shar
       release() {
         heldInProcess.delete(lock);
         rmSync(lock, { recursive: true, force: true });
+        dropLease();
       },
     };
   }
@@ -81,10 +92,30 @@ export async function acquireCacheMount(store: Store, id: string, sharing: 'shar
       release() {
         heldInProcess.delete(lock);
         rmSync(lock, { recursive: true, force: true });
+        dropLease();
       },
     };
   }
   const extra = store.tmpPath('cachemount');
   mkdirSync(extra, { recursive: true });
-  return { dir: extra, fresh: true, release: () => rmSync(extra, { recursive: true, force: true }) };
+  return {
+    dir: extra,
+    fresh: true,
+    release: () => {
+      rmSync(extra, { recursive: true, force: true });
+      dropLease();
+    },
+  };
+}
+
+/** Whether a live process holds a lease on the cache mount. */
+export function cacheMountInUse(store: Store, id: string): boolean {
+  const leases = join(cacheMountDir(store, id), 'leases');
+  if (!existsSync(leases)) return false;
+  for (const f of readdirSync(leases)) {
+    const pid = Number(f.split('-')[0]);
+    if (Number.isFinite(pid) && pidAlive(pid)) return true;
+    rmSync(join(leases, f), { force: true });
+  }
+  return false;
 }

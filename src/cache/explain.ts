@@ -21,6 +21,8 @@ export interface StepInputs {
   base?: string;
   /** For hits: why it is notable (a parent reran with identical output). */
   note?: string;
+  /** Chain id of the step's result (not part of the key): tells whether a rerun changed anything. */
+  output?: string;
 }
 
 export interface PreviousStep {
@@ -39,7 +41,7 @@ export interface PreviousBuild {
 /** The nearest earlier build of the same Dockerfile, context and target (finished or failed). */
 export function findPreviousBuild(store: Store, q: { dockerfile: string; context: string; target: string; before: string }): PreviousBuild | undefined {
   const b = store.db
-    .prepare(`SELECT id FROM builds WHERE dockerfile=? AND context=? AND target=? AND id<>? ORDER BY started DESC LIMIT 1`)
+    .prepare(`SELECT id FROM builds WHERE dockerfile=? AND context=? AND target=? AND id<>? AND status<>'running' ORDER BY started DESC LIMIT 1`)
     .get(q.dockerfile, q.context, q.target, q.before) as { id: string } | undefined;
   if (!b) return undefined;
   return loadBuildSteps(store, b.id);

@@ -1,6 +1,7 @@
 // Build history: one row per build and per step, with what went into each step's key, so that
 // `strata explain` can name the input that changed since the nearest earlier build.
 import type { Store } from './store.js';
+import { pidAlive } from './store.js';
 
 export interface RecordedStep {
   vertex: { stage: string; stepLabel: string; instruction: string; location?: { line: number } };
@@ -17,6 +18,24 @@ export interface BuildRecord {
   args: Record<string, string>;
   status: string;
   steps: RecordedStep[];
+}
+
+/** Marks a build as running (with our pid) so prune and GC leave what it touches alone. */
+export function startBuild(store: Store, b: { id: string; started: number; dockerfile: string; context: string; target: string; args: Record<string, string> }): void {
+  store.db
+    .prepare('INSERT OR REPLACE INTO builds(id,started,finished,dockerfile,context,target,args,status,pid) VALUES (?,?,NULL,?,?,?,?,?,?)')
+    .run(b.id, b.started, b.dockerfile, b.context, b.target, JSON.stringify(b.args), 'running', process.pid);
+}
+
+/** Start time of the oldest build still running in a live process (undefined: none). */
+export function oldestActiveBuild(store: Store): number | undefined {
+  const rows = store.db.prepare("SELECT started, pid FROM builds WHERE status='running'").all() as { started: number; pid: number | null }[];
+  let oldest: number | undefined;
+  for (const r of rows) {
+    if (r.pid === null || !pidAlive(r.pid)) continue;
+    if (oldest === undefined || r.started < oldest) oldest = r.started;
+  }
+  return oldest;
 }
 
 export function recordBuild(store: Store, b: BuildRecord): void {

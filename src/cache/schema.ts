@@ -13,6 +13,8 @@ CREATE TABLE IF NOT EXISTS layers (
   size INTEGER NOT NULL,
   media_type TEXT NOT NULL,
   unpacked INTEGER NOT NULL DEFAULT 0,
+  -- bytes of the unpacked directory on disk
+  disk_size INTEGER NOT NULL DEFAULT 0,
   created INTEGER NOT NULL,
   last_used INTEGER NOT NULL
 );
@@ -34,7 +36,9 @@ CREATE TABLE IF NOT EXISTS cache_records (
   created INTEGER NOT NULL,
   last_used INTEGER NOT NULL,
   build_id TEXT,
-  description TEXT
+  description TEXT,
+  -- the layer this step added (NULL when it changed nothing)
+  layer TEXT
 );
 CREATE TABLE IF NOT EXISTS builds (
   id TEXT PRIMARY KEY,
@@ -64,10 +68,22 @@ CREATE TABLE IF NOT EXISTS build_steps (
 CREATE TABLE IF NOT EXISTS cache_mounts (
   id TEXT PRIMARY KEY,
   dir TEXT NOT NULL,
+  sharing TEXT NOT NULL DEFAULT 'shared',
   created INTEGER NOT NULL,
-  last_used INTEGER NOT NULL
+  last_used INTEGER NOT NULL,
+  last_build TEXT,
+  builds INTEGER NOT NULL DEFAULT 0
 );
 `;
+
+/** Columns added after a table was first created: added in place when an older store is opened. */
+export const ADDED_COLUMNS: [table: string, column: string, definition: string][] = [
+  ['layers', 'disk_size', 'INTEGER NOT NULL DEFAULT 0'],
+  ['cache_records', 'layer', 'TEXT'],
+  ['cache_mounts', 'sharing', "TEXT NOT NULL DEFAULT 'shared'"],
+  ['cache_mounts', 'last_build', 'TEXT'],
+  ['cache_mounts', 'builds', 'INTEGER NOT NULL DEFAULT 0'],
+];
 
 export const SCHEMA_STAT_CACHE = `
 -- Checksums of file selections inside an (immutable) layer chain, for COPY --from keys.

@@ -10,7 +10,7 @@ import { homedir } from 'node:os';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { StrataError } from '../errors.js';
-import { SCHEMA, SCHEMA_STAT_CACHE } from './schema.js';
+import { ADDED_COLUMNS, SCHEMA, SCHEMA_STAT_CACHE } from './schema.js';
 
 export interface LayerInfo {
   diffId: string;
@@ -51,6 +51,10 @@ export class Store {
     this.db.pragma('foreign_keys = ON');
     this.db.exec(SCHEMA);
     this.db.exec(SCHEMA_STAT_CACHE);
+    for (const [table, column, def] of ADDED_COLUMNS) {
+      const cols = this.db.prepare(`PRAGMA table_info(${table})`).all() as { name: string }[];
+      if (!cols.some((c) => c.name === column)) this.db.exec(`ALTER TABLE ${table} ADD COLUMN ${column} ${def}`);
+    }
   }
 
   static open(root = defaultStoreRoot()): Store {
@@ -171,12 +175,22 @@ export class Store {
       }
     }
     const t = this.now();
+    const du = spawnSync('du', ['-sb', dest], { encoding: 'utf8' });
+    const diskSize = du.status === 0 ? Number(du.stdout.split('\t')[0]) || 0 : 0;
     this.db
       .prepare(
-        `INSERT INTO layers(diff_id,blob_digest,size,media_type,unpacked,created,last_used) VALUES (?,?,?,?,1,?,?)
-         ON CONFLICT(diff_id) DO UPDATE SET unpacked=1, last_used=excluded.last_used`,
+        `INSERT INTO layers(diff_id,blob_digest,size,media_type,unpacked,disk_size,created,last_used) VALUES (?,?,?,?,1,?,?,?)
+         ON CONFLICT(diff_id) DO UPDATE SET unpacked=1, disk_size=excluded.disk_size, last_used=excluded.last_used`,
       )
-      .run(info.diffId, info.digest, info.size, info.mediaType, t, t);
+      .run(info.diffId, info.digest, info.size, info.mediaType, diskSize, t, t);
+  }
+
+  touchLayers(diffIds: string[]): void {
+    const q = this.db.prepare('UPDATE layers SET last_used=? WHERE diff_id=?');
+    const t = this.now();
+    this.db.transaction(() => {
+      for (const d of diffIds) q.run(t, d);
+    })();
   }
 
   // ---- images ----

@@ -6,6 +6,8 @@ import { registerBuild } from './commands/build.js';
 import { registerImages } from './commands/images.js';
 import { registerHistory } from './commands/history.js';
 import { registerDoctor } from './commands/doctor.js';
+import { registerDuPrune } from './commands/du-prune.js';
+import { registerMount } from './commands/mount.js';
 
 export function buildProgram(): Command {
   const program = new Command();
@@ -20,6 +22,8 @@ export function buildProgram(): Command {
   registerImages(program);
   registerHistory(program);
   registerDoctor(program);
+  registerDuPrune(program);
+  registerMount(program);
   registerDebug(program);
   return program;
 }
@@ -39,6 +43,12 @@ export async function main(argv: string[]): Promise<number> {
     throw e;
   }
 }
+
+// `strata du | head` closes our stdout early: that is not an error.
+process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+  if (e.code === 'EPIPE') process.exit(0);
+  throw e;
+});
 
 main(process.argv.slice(2)).then(
   (code) => {

@@ -22,6 +22,7 @@ export interface ExecContext {
   commit: Omit<CommitOptions, 'mountpoints'>;
   log(stream: 1 | 2, data: Buffer): void;
   signal?: AbortSignal;
+  buildId: string;
 }
 
 export async function runExec(vertex: Vertex, op: ExecOp, inputs: LayerInfo[][], ctx: ExecContext): Promise<LayerInfo | undefined> {
@@ -34,7 +35,7 @@ export async function runExec(vertex: Vertex, op: ExecOp, inputs: LayerInfo[][],
     for (const m of op.mounts) {
       if (m.type === 'tmpfs') mounts.push({ type: 'tmpfs', target: m.target, size: m.size });
       else if (m.type === 'cache') {
-        const lease: CacheMountLease = await acquireCacheMount(store, m.id, m.sharing);
+        const lease: CacheMountLease = await acquireCacheMount(store, m.id, m.sharing, ctx.buildId);
         cleanups.push(() => lease.release());
         if (lease.fresh) {
           if (m.from) {

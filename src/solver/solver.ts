@@ -14,7 +14,7 @@ import type { BaseImages } from './base-images.js';
 import { runExec } from './exec-step.js';
 import { runCopy, runMkdir } from './file-steps.js';
 import { formatAge } from './age.js';
-import { explainMiss, type PreviousBuild, type StepInputs } from '../cache/explain.js';
+import { explainMiss, matchStep, type PreviousBuild, type StepInputs } from '../cache/explain.js';
 
 export const CACHE_KEY_VERSION = 1;
 
@@ -82,6 +82,7 @@ function located(e: unknown, v: Vertex): unknown {
 
 export class Solver {
   private readonly results = new Map<number, Promise<VertexResult>>();
+  private readonly byKey = new Map<string, { vertex: Vertex; result: Promise<VertexResult> }>();
   private readonly sem: Semaphore;
   readonly steps: { vertex: Vertex; result: VertexResult }[] = [];
   /** Bytes of context file content read for checksums (0 on a warm stat cache). */
@@ -122,6 +123,7 @@ export class Solver {
         this.o.events({ type: 'error', vertex: ref, time: Date.now(), message: e instanceof Error ? e.message : String(e) });
         throw located(e, v);
       }
+      this.o.store.touchLayers(chain.map((l) => l.diffId));
       this.o.events({ type: 'done', vertex: ref, time: Date.now(), durationMs: Date.now() - t0 });
       return {
         chain,
@@ -139,6 +141,30 @@ export class Solver {
     });
     stepInputs.inputNames = v.inputs.map((iv, i) => (iv.op.kind === 'image' || iv.op.kind === 'layout' ? inputs[i]!.inputs.inputNames![0]! : iv.op.kind === 'scratch' ? 'scratch' : `${iv.stepLabel} ${iv.instruction}`));
     const key = digestOf({ v: CACHE_KEY_VERSION, op: stepInputs.op, files: stepInputs.filesDigest, inputs: stepInputs.inputs });
+    // Identical steps (same key) in several stages must share one result: two runs would record
+    // two different chains under one key, and the loser's children would never hit again.
+    const twin = this.byKey.get(key);
+    if (twin) return this.solveTwin(v, ref, key, stepInputs, inputs, twin, t0);
+    const p = this.lookupOrRun(v, ref, key, stepInputs, inputs, t0);
+    this.byKey.set(key, { vertex: v, result: p });
+    return p;
+  }
+
+  private async solveTwin(v: Vertex, ref: VertexRef, key: string, stepInputs: StepInputs, inputs: VertexResult[], twin: { vertex: Vertex; result: Promise<VertexResult> }, t0: number): Promise<VertexResult> {
+    const tr = await twin.result;
+    // A twin served from the store: look up the same record (TTL and --no-cache still apply here).
+    if (tr.cached) return this.lookupOrRun(v, ref, key, stepInputs, inputs, t0);
+    this.o.events({ type: 'start', vertex: ref, time: t0 });
+    this.o.events({ type: 'cached', vertex: ref, time: Date.now() });
+    stepInputs.note = `same step as ${twin.vertex.stepLabel} ${twin.vertex.instruction}, which ran in this build`;
+    this.o.events({ type: 'status', vertex: ref, message: stepInputs.note, time: Date.now() });
+    stepInputs.output = chainId(tr.chain);
+    const result: VertexResult = { chain: tr.chain, key, cached: true, reason: '', durationMs: Date.now() - t0, inputs: stepInputs, addedLayer: tr.addedLayer };
+    this.steps.push({ vertex: v, result });
+    return result;
+  }
+
+  private async lookupOrRun(v: Vertex, ref: VertexRef, key: string, stepInputs: StepInputs, inputs: VertexResult[], t0: number): Promise<VertexResult> {
     this.o.events({ type: 'start', vertex: ref, time: t0 });
     const { store } = this.o;
     let reason = '';
@@ -152,15 +178,19 @@ export class Solver {
         const chain = (JSON.parse(rec.chain) as string[]).map((d) => store.layer(d));
         if (chain.every((l): l is LayerInfo => !!l && store.layerReady(l.diffId))) {
           store.db.prepare('UPDATE cache_records SET last_used=? WHERE key=?').run(store.now(), key);
+          store.touchLayers(chain.map((l) => l.diffId));
           this.o.events({ type: 'cached', vertex: ref, time: Date.now() });
           const rerun = v.inputs.findIndex((iv, i) => iv.op.kind !== 'image' && iv.op.kind !== 'layout' && iv.op.kind !== 'scratch' && !inputs[i]!.cached);
           if (rerun >= 0) {
-            stepInputs.note =
-              rerun === 0
-                ? `${stepInputs.inputNames[rerun]} reran with identical output (early cutoff)`
-                : `${stepInputs.inputNames[rerun]} reran; the files this step reads from it are unchanged`;
+            // The key holds the parent's chain, so a hit after a parent rerun means identical output;
+            // for a COPY --from source, compare its result with the previous build's.
+            const identical = rerun === 0 || this.sameOutputAsBefore(v.inputs[rerun]!, inputs[rerun]!);
+            stepInputs.note = identical
+              ? `${stepInputs.inputNames![rerun]} reran with identical output (early cutoff)`
+              : `${stepInputs.inputNames![rerun]} reran; the files this step reads from it are unchanged`;
             this.o.events({ type: 'status', vertex: ref, message: stepInputs.note, time: Date.now() });
           }
+          stepInputs.output = chainId(chain);
           const result: VertexResult = { chain, key, cached: true, reason: '', durationMs: Date.now() - t0, inputs: stepInputs, addedLayer: chain.length > inputs[0]!.chain.length };
           this.steps.push({ vertex: v, result });
           return result;
@@ -172,13 +202,22 @@ export class Solver {
     const layer = await this.sem.run(() => this.execute(v, inputs.map((i) => i.chain), ref));
     const chain = layer ? [...inputs[0]!.chain, layer] : inputs[0]!.chain;
     store.db
-      .prepare('INSERT INTO cache_records(key,chain,created,last_used,build_id,description) VALUES (?,?,?,?,?,?) ON CONFLICT(key) DO UPDATE SET chain=excluded.chain, created=excluded.created, last_used=excluded.last_used, build_id=excluded.build_id')
-      .run(key, JSON.stringify(chain.map((l) => l.diffId)), store.now(), store.now(), this.o.buildId, `${v.stepLabel} ${v.instruction}`);
+      .prepare(
+        'INSERT INTO cache_records(key,chain,created,last_used,build_id,description,layer) VALUES (?,?,?,?,?,?,?) ON CONFLICT(key) DO UPDATE SET chain=excluded.chain, created=excluded.created, last_used=excluded.last_used, build_id=excluded.build_id, layer=excluded.layer',
+      )
+      .run(key, JSON.stringify(chain.map((l) => l.diffId)), store.now(), store.now(), this.o.buildId, `${v.stepLabel} ${v.instruction}`, layer?.diffId ?? null);
+    stepInputs.output = chainId(chain);
     const durationMs = Date.now() - t0;
     this.o.events({ type: 'done', vertex: ref, time: Date.now(), durationMs });
     const result: VertexResult = { chain, key, cached: false, reason, durationMs, inputs: stepInputs, addedLayer: !!layer };
     this.steps.push({ vertex: v, result });
     return result;
+  }
+
+  /** Whether a step that reran in this build produced the result it had in the previous build. */
+  private sameOutputAsBefore(v: Vertex, r: VertexResult): boolean {
+    const prev = this.o.previous && matchStep(this.o.previous, { stage: v.stage, instruction: v.instruction, stepLabel: v.stepLabel });
+    return !!prev?.inputs.output && prev.inputs.output === chainId(r.chain);
   }
 
   private async stepInputs(v: Vertex, inputs: VertexResult[]): Promise<StepInputs> {
@@ -248,6 +287,7 @@ export class Solver {
             commit,
             log: (stream, data) => this.o.events({ type: 'log', vertex: ref, stream, data, time: Date.now() }),
             signal: this.o.signal,
+            buildId: this.o.buildId,
           });
         case 'copy':
           return await runCopy(v, op, inputs, { store: this.o.store, contextDirs: this.o.contextDirs, ignore: this.o.ignore, ignoreMayReinclude: this.o.ignoreMayReinclude, commit });

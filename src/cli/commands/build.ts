@@ -1,6 +1,6 @@
 // `strata build`: buildx's flags, the embedded store, and BuildKit-like progress output.
 import type { Command } from 'commander';
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, statfsSync, writeFileSync } from 'node:fs';
 import { cp, mkdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -19,7 +19,9 @@ import type { EventSink } from '../../progress/events.js';
 import { parseDockerignore, PatternMatcher } from '../../context/dockerignore.js';
 import { collect, parseBuildArgs, parseOutput, parseSecrets, type OutputSpec } from '../build-options.js';
 import { exportImage } from '../exporters.js';
-import { recordBuild } from '../../cache/history.js';
+import { recordBuild, startBuild } from '../../cache/history.js';
+import { autoGc } from '../../cache/prune.js';
+import { formatSize, parseSize } from '../size.js';
 import { findPreviousBuild } from '../../cache/explain.js';
 import { PersistentStatCache } from '../../cache/stat-cache-store.js';
 
@@ -43,6 +45,7 @@ export interface BuildFlags {
   root?: string;
   insecureRegistry: string[];
   cacheTtl: string[];
+  gcKeepStorage?: string;
   quiet?: boolean;
 }
 
@@ -70,6 +73,7 @@ export function registerBuild(program: Command): void {
     .option('--root <dir>', 'store directory (default $STRATA_ROOT or $XDG_DATA_HOME/strata)')
     .option('--insecure-registry <host>', 'allow plain HTTP to this registry (repeatable)', collect, [])
     .option('--cache-ttl <ttl>', 'DURATION for every RUN, or STAGE=DURATION (repeatable)', collect, [])
+    .option('--gc-keep-storage <size>', 'after the build, trim the store to this size (default $STRATA_GC_KEEP_STORAGE or 10% of the disk)')
     .option('-q, --quiet', 'print only the image digest')
     .action(async (path: string, flags: BuildFlags & { cache?: boolean; cacheFilter?: string[] | boolean }) => {
       // commander reads `--no-X` as the negation of X: map both back to buildx's meaning.
@@ -119,7 +123,7 @@ export async function runBuild(pathArg: string, flags: BuildFlags): Promise<stri
   const store = Store.open(flags.root ? resolve(flags.root) : undefined);
   store.cleanTmp();
   const buildId = randomBytes(8).toString('hex');
-  const started = Date.now();
+  const started = store.now();
   const write = (s: string) => process.stderr.write(s);
   const events: EventSink = flags.quiet ? () => undefined : flags.progress === 'rawjson' ? jsonRenderer(write) : plainRenderer(write);
   const warn = (message: string) => events({ type: 'warning', message, time: Date.now() });
@@ -180,6 +184,7 @@ export async function runBuild(pathArg: string, flags: BuildFlags): Promise<stri
       cacheTtl: { default: defaultTtl, stages: stageTtls },
       platform,
     });
+    startBuild(store, { id: buildId, started, dockerfile: df.path ?? df.name, context: contextDir, target: plan.target.name, args: buildArgs });
     for (const w of plan.warnings) warn(w);
     if (plan.unusedBuildArgs.length) warn(`build arguments not consumed by any ARG: ${plan.unusedBuildArgs.join(', ')}`);
     const sde = buildArgs.SOURCE_DATE_EPOCH ?? process.env.SOURCE_DATE_EPOCH;
@@ -233,7 +238,7 @@ export async function runBuild(pathArg: string, flags: BuildFlags): Promise<stri
       recordBuild(store, {
         id: buildId,
         started,
-        finished: Date.now(),
+        finished: store.now(),
         dockerfile: df.path ?? df.name,
         context: contextDir,
         target: plan.target.name,
@@ -242,6 +247,7 @@ export async function runBuild(pathArg: string, flags: BuildFlags): Promise<stri
         steps: [...solver.steps].sort((x, y) => x.vertex.id - y.vertex.id),
       });
     }
+    if (status === 'done') runGc(store, flags, buildId, started, warn);
     if (secretTmp) await rm(secretTmp, { recursive: true, force: true });
     store.close();
   }
@@ -255,4 +261,16 @@ async function runOutput(o: OutputSpec, image: BuiltImage, chain: import('../../
     return;
   }
   await exportImage(o, image, store, bases.client, flags.tag);
+}
+
+function runGc(store: Store, flags: BuildFlags, buildId: string, started: number, warn: (m: string) => void): void {
+  const text = flags.gcKeepStorage ?? process.env.STRATA_GC_KEEP_STORAGE;
+  let limit: number;
+  if (text) limit = parseSize(text, '--gc-keep-storage');
+  else {
+    const fs = statfsSync(store.root);
+    limit = Math.floor((fs.blocks * fs.bsize) / 10);
+  }
+  const r = autoGc(store, { limit, buildId, buildStarted: started });
+  if (r && r.removed.length) warn(`store over ${formatSize(limit)}: removed ${r.removed.length} least recently used record(s), freed ${formatSize(r.freed)}`);
 }

@@ -102,9 +102,15 @@ export function registerImages(program: Command): void {
       const store = openStore(o.root);
       try {
         for (const n of names) {
-          const removed = store.removeImage(n) || store.removeImage(storeName(n));
-          if (!removed) throw new StrataError('NO_IMAGE', `image "${n}" is not in the store`);
-          store.removeImage(familiarReference(parseReference(n)));
+          const names = new Set([n]);
+          try {
+            names.add(storeName(n));
+            names.add(familiarReference(parseReference(n)));
+          } catch {
+            // Not a reference: only the literal name.
+          }
+          const removed = [...names].map((x) => store.removeImage(x)).some(Boolean);
+          if (!removed) throw new StrataError('NO_IMAGE', `image "${n}" is not in the store`, { hint: 'list images with `strata images`' });
           process.stdout.write(`Untagged: ${n}\n`);
         }
       } finally {

@@ -1,0 +1,139 @@
+// Removing cache: records chosen by filters (or least recently used first down to a size), never
+// what a live build holds; then every layer and blob nothing references any more.
+import { readFileSync, rmSync } from 'node:fs';
+import type { Store } from './store.js';
+import { cacheMountDir } from './cache-mounts.js';
+import { usage, type RecordType, type UsageRecord } from './usage.js';
+import { oldestActiveBuild } from './history.js';
+
+export interface PruneOptions {
+  /** Also remove cache mounts (without it they go only when a type/id filter names them). */
+  all?: boolean;
+  /** Only records not used for this long (ms). */
+  untilMs?: number;
+  ids?: string[];
+  types?: RecordType[];
+  /** Stop once what is left is at most this many bytes (least recently used go first). */
+  keepStorage?: number;
+  /** Records of this build are never removed (GC keeps the last build whole). */
+  protectBuild?: string;
+  /** Nor anything used since this time (the last build's hits). */
+  protectSince?: number;
+  dryRun?: boolean;
+}
+
+export interface PruneResult {
+  removed: UsageRecord[];
+  freed: number;
+}
+
+function matches(r: UsageRecord, o: PruneOptions, now: number): boolean {
+  if (r.in_use || r.pinned) return false;
+  if (o.protectBuild && r.build === o.protectBuild) return false;
+  if (o.protectSince !== undefined && r.last_used >= o.protectSince) return false;
+  if (o.types?.length && !o.types.includes(r.type)) return false;
+  if (o.ids?.length && !o.ids.some((id) => r.id === id || (r.type !== 'exec.cachemount' && r.id.startsWith(id)))) return false;
+  if (o.untilMs !== undefined && now - r.last_used < o.untilMs) return false;
+  if (r.type === 'exec.cachemount' && !o.all && !o.types?.includes('exec.cachemount') && !o.ids?.length && o.keepStorage === undefined) return false;
+  return true;
+}
+
+export function prune(store: Store, o: PruneOptions): PruneResult {
+  const records = usage(store);
+  const now = store.now();
+  let candidates = records.filter((r) => matches(r, o, now));
+  if (o.keepStorage !== undefined) {
+    // LRU, cache mounts last: they are the most expensive thing to lose.
+    candidates.sort((a, b) => Number(a.type === 'exec.cachemount') - Number(b.type === 'exec.cachemount') || a.last_used - b.last_used);
+    let total = records.reduce((n, r) => n + r.size, 0);
+    const chosen: UsageRecord[] = [];
+    for (const c of candidates) {
+      if (total <= o.keepStorage) break;
+      chosen.push(c);
+      total -= c.size;
+    }
+    candidates = chosen;
+  }
+  if (o.dryRun) return { removed: candidates, freed: candidates.reduce((n, r) => n + r.size, 0) };
+  const delRecord = store.db.prepare('DELETE FROM cache_records WHERE key LIKE ?');
+  const delMount = store.db.prepare('DELETE FROM cache_mounts WHERE id=?');
+  const layersToDrop = new Set<string>();
+  store.db.transaction(() => {
+    for (const r of candidates) {
+      if (r.type === 'regular') delRecord.run(`sha256:${r.id}%`);
+      if (r.type === 'exec.cachemount') delMount.run(r.id);
+      if (r.layer) layersToDrop.add(r.layer);
+    }
+  })();
+  for (const r of candidates) if (r.type === 'exec.cachemount') rmSync(cacheMountDir(store, r.id), { recursive: true, force: true });
+  collectGarbage(store, layersToDrop);
+  return { removed: candidates, freed: candidates.reduce((n, r) => n + r.size, 0) };
+}
+
+/**
+ * Drops layers no cache record or image needs (only those in `candidates` when given), then
+ * blobs nothing references.
+ */
+export function collectGarbage(store: Store, candidates?: Set<string>): void {
+  // Whatever a running build touched since it started may be about to be referenced: keep it.
+  const active = oldestActiveBuild(store) ?? Infinity;
+  const live = new Set<string>();
+  for (const r of store.db.prepare('SELECT chain FROM cache_records').all() as { chain: string }[]) {
+    for (const d of JSON.parse(r.chain) as string[]) live.add(d);
+  }
+  const liveBlobs = new Set<string>();
+  const manifests = [
+    ...(store.db.prepare('SELECT manifest_digest AS d FROM images').all() as { d: string }[]),
+    ...(store.db.prepare('SELECT digest AS d FROM resolutions').all() as { d: string }[]),
+  ];
+  for (const { d } of manifests) {
+    if (!store.hasBlob(d)) continue;
+    liveBlobs.add(d);
+    try {
+      const m = JSON.parse(readFileSync(store.blobPath(d), 'utf8')) as { config?: { digest: string }; layers?: { digest: string }[] };
+      if (m.config) liveBlobs.add(m.config.digest);
+      for (const l of m.layers ?? []) liveBlobs.add(l.digest);
+    } catch {
+      // Not a manifest we can read: keep just the blob.
+    }
+  }
+  const layers = store.db.prepare('SELECT diff_id, blob_digest, last_used FROM layers').all() as { diff_id: string; blob_digest: string; last_used: number }[];
+  const delLayer = store.db.prepare('DELETE FROM layers WHERE diff_id=?');
+  for (const l of layers) {
+    const imageLayer = liveBlobs.has(l.blob_digest);
+    if (live.has(l.diff_id) || l.last_used >= active || (imageLayer && !candidates?.has(l.diff_id))) {
+      liveBlobs.add(l.blob_digest);
+      continue;
+    }
+    if (imageLayer) {
+      // A named image still needs the blob; only the unpacked copy goes.
+      store.db.prepare('UPDATE layers SET unpacked=0 WHERE diff_id=?').run(l.diff_id);
+      rmSync(store.layerDir(l.diff_id), { recursive: true, force: true });
+      continue;
+    }
+    if (candidates && !candidates.has(l.diff_id) && !orphan(store, l.diff_id)) continue;
+    delLayer.run(l.diff_id);
+    rmSync(store.layerDir(l.diff_id), { recursive: true, force: true });
+  }
+  const blobs = store.db.prepare('SELECT digest, last_used FROM blobs').all() as { digest: string; last_used: number }[];
+  const delBlob = store.db.prepare('DELETE FROM blobs WHERE digest=?');
+  const layerBlobs = new Set((store.db.prepare('SELECT blob_digest AS d FROM layers').all() as { d: string }[]).map((r) => r.d));
+  for (const { digest, last_used } of blobs) {
+    if (liveBlobs.has(digest) || layerBlobs.has(digest) || last_used >= active) continue;
+    delBlob.run(digest);
+    rmSync(store.blobPath(digest), { force: true });
+  }
+}
+
+/** A layer no record's chain contains: nothing can ever reach it again. */
+function orphan(store: Store, diffId: string): boolean {
+  const r = store.db.prepare('SELECT 1 FROM cache_records WHERE chain LIKE ? LIMIT 1').get(`%${diffId}%`);
+  return !r;
+}
+
+/** The automatic GC after a build: least recently used first, cache mounts last, the last build never. */
+export function autoGc(store: Store, o: { limit: number; buildId: string; buildStarted: number }): PruneResult | undefined {
+  const total = usage(store).reduce((n, r) => n + r.size, 0);
+  if (total <= o.limit) return undefined;
+  return prune(store, { keepStorage: o.limit, protectBuild: o.buildId, protectSince: o.buildStarted, all: true });
+}
