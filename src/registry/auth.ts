@@ -146,6 +146,31 @@ function basicHeader(c: Credentials): string {
 interface CachedToken {
   header: string;
   expiresAt: number;
+  /** `repository:NAME` -> actions the token grants (as requested). */
+  grants?: Map<string, Set<string>>;
+}
+
+/** `repository:a/b:pull,push` -> resource `repository:a/b`, actions {pull, push}. */
+function scopeGrants(scopes: readonly string[]): Map<string, Set<string>> {
+  const out = new Map<string, Set<string>>();
+  for (const s of scopes) {
+    const i = s.lastIndexOf(':');
+    const resource = i < 0 ? s : s.slice(0, i);
+    const actions = i < 0 ? [] : s.slice(i + 1).split(',').filter(Boolean);
+    const set = out.get(resource) ?? new Set<string>();
+    for (const a of actions) set.add(a);
+    out.set(resource, set);
+  }
+  return out;
+}
+
+function covers(have: Map<string, Set<string>>, want: Map<string, Set<string>>): boolean {
+  for (const [resource, actions] of want) {
+    const h = have.get(resource);
+    if (!h) return false;
+    for (const a of actions) if (!h.has(a) && !h.has('*')) return false;
+  }
+  return true;
 }
 
 export interface AuthOptions {
@@ -193,9 +218,18 @@ export class Authenticator {
     }
     if (creds?.registryToken) return `Bearer ${creds.registryToken}`;
     const key = `${registry} ${[...scopes].sort().join(' ')}`;
-    const cached = this.tokens.get(key);
-    if (cached && cached.expiresAt > Date.now() && !fresh) return cached.header;
+    const now = Date.now();
+    if (!fresh) {
+      const exact = this.tokens.get(key);
+      if (exact && exact.expiresAt > now) return exact.header;
+      // A token asked for with more actions (pull,push) also serves a pull of the same repository.
+      const want = scopeGrants(scopes);
+      for (const [k, t] of this.tokens) {
+        if (k.startsWith(`${registry} `) && t.expiresAt > now && t.grants && covers(t.grants, want)) return t.header;
+      }
+    }
     const token = await this.fetchToken(registry, scopes, challenge, creds);
+    token.grants = scopeGrants(scopes);
     this.tokens.set(key, token);
     return token.header;
   }

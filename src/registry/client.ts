@@ -2,8 +2,8 @@
 // comes back is checked against the digest it was asked for before anyone else sees it; pushes are
 // monolithic (POST an upload, PUT it with ?digest=), skipped when the blob exists, mounted across
 // repositories of the same registry when the caller knows where the blob already lives.
-import { createReadStream } from 'node:fs';
-import { mkdir, rename, unlink, open } from 'node:fs/promises';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { mkdir, rename, unlink } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { Readable, Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -284,12 +284,7 @@ export class RegistryClient {
     const tmp = `${destFile}.${process.pid}-${randomBytes(4).toString('hex')}.tmp`;
     const source = await this.openVerified(repo, digest);
     try {
-      const fh = await open(tmp, 'w');
-      try {
-        await pipeline(source, fh.createWriteStream({ autoClose: false }));
-      } finally {
-        await fh.close().catch(() => undefined);
-      }
+      await pipeline(source, createWriteStream(tmp, { flags: 'wx' }));
       await rename(tmp, destFile);
     } catch (e) {
       source.destroy();
@@ -348,9 +343,13 @@ export class RegistryClient {
   }
 
   async blobExists(repo: ImageReference, digest: string): Promise<boolean> {
+    return this.headBlob(repo, digest, [pullScope(repo)]);
+  }
+
+  private async headBlob(repo: ImageReference, digest: string, scopes: string[]): Promise<boolean> {
     this.checkDigest(digest);
     const what = `checking blob ${digest} in ${repo.registry}/${repo.repository}`;
-    const res = await this.request(repo, { method: 'HEAD', path: `/v2/${repo.repository}/blobs/${digest}`, scopes: [pullScope(repo)], what });
+    const res = await this.request(repo, { method: 'HEAD', path: `/v2/${repo.repository}/blobs/${digest}`, scopes, what });
     if (res.status === 404) return false;
     await this.expectOk(res, repo, what);
     return true;
@@ -361,8 +360,8 @@ export class RegistryClient {
    * POST an upload session and PUT the whole blob to it with `?digest=`.
    */
   async pushBlob(repo: ImageReference, digest: string, size: number, source: BlobOpener, opts: PushBlobOptions = {}): Promise<PushBlobResult> {
-    this.checkDigest(digest);
-    if (await this.blobExists(repo, digest)) return 'exists';
+    // Asking with the push scope up front means one token serves the whole upload.
+    if (await this.headBlob(repo, digest, [pushScope(repo)])) return 'exists';
     const what = `pushing blob ${digest} to ${repo.registry}/${repo.repository}`;
     const from = opts.mountFrom;
     const scopes = [pushScope(repo)];
