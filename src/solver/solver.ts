@@ -201,12 +201,12 @@ export class Solver {
     this.o.events({ type: 'miss', vertex: ref, reason, time: Date.now() });
     const layer = await this.sem.run(() => this.execute(v, inputs.map((i) => i.chain), ref));
     const chain = layer ? [...inputs[0]!.chain, layer] : inputs[0]!.chain;
+    stepInputs.output = chainId(chain);
     store.db
       .prepare(
         'INSERT INTO cache_records(key,chain,created,last_used,build_id,description,layer) VALUES (?,?,?,?,?,?,?) ON CONFLICT(key) DO UPDATE SET chain=excluded.chain, created=excluded.created, last_used=excluded.last_used, build_id=excluded.build_id, layer=excluded.layer',
       )
       .run(key, JSON.stringify(chain.map((l) => l.diffId)), store.now(), store.now(), this.o.buildId, `${v.stepLabel} ${v.instruction}`, layer?.diffId ?? null);
-    stepInputs.output = chainId(chain);
     const durationMs = Date.now() - t0;
     this.o.events({ type: 'done', vertex: ref, time: Date.now(), durationMs });
     const result: VertexResult = { chain, key, cached: false, reason, durationMs, inputs: stepInputs, addedLayer: !!layer };
