@@ -16,7 +16,7 @@ import { StrataError, isStrataError } from '../errors.js';
 import { END_OF_ARCHIVE, TarFormatError, encodeHeader, padding } from './tar-format.js';
 import { readTar, type TarEntry } from './tar-reader.js';
 import { OPAQUE_XATTR, OverlayRewriter } from './overlay-rewrite.js';
-import { ProcessError, decompressed, hashing, sha256 } from './streams.js';
+import { ProcessError, coalesce, decompressed, hashing, sha256 } from './streams.js';
 
 export interface ExtractResult {
   /** sha256 of the uncompressed tar, `sha256:<hex>` */
@@ -109,7 +109,7 @@ export async function extractLayer(
     const entries = readTar(hashing(decompressed(source), hash, counter));
     let feedError: unknown = null;
     try {
-      await pipeline(Readable.from(overlayTar(entries, rewriter)), tar.stdin);
+      await pipeline(Readable.from(coalesce(overlayTar(entries, rewriter))), tar.stdin);
     } catch (e) {
       feedError = e;
     }

@@ -124,3 +124,26 @@ export async function* hashing(src: AsyncIterable<Buffer>, hash: Hash, counter: 
 export function sha256(): Hash {
   return createHash('sha256');
 }
+
+/**
+ * Joins small chunks into ~`size`-byte ones. Tar output is mostly 512-byte headers and small
+ * files; one write (and one hash update) per piece costs far more than the copy.
+ */
+export async function* coalesce(src: AsyncIterable<Buffer>, size = 1 << 20): AsyncGenerator<Buffer> {
+  let parts: Buffer[] = [];
+  let length = 0;
+  for await (const chunk of src) {
+    if (length === 0 && chunk.length >= size) {
+      yield chunk;
+      continue;
+    }
+    parts.push(chunk);
+    length += chunk.length;
+    if (length >= size) {
+      yield Buffer.concat(parts, length);
+      parts = [];
+      length = 0;
+    }
+  }
+  if (length > 0) yield Buffer.concat(parts, length);
+}
