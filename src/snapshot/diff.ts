@@ -5,7 +5,7 @@
 // ctime, mtimes in whole seconds (clamped to SOURCE_DATE_EPOCH when given), xattrs sorted, and
 // the compressors run with fixed settings (zlib and zstd output does not depend on chunking or,
 // for zstd -T0, on the number of threads).
-import { closeSync, constants as fsc, createWriteStream, openSync, readSync } from 'node:fs';
+import { closeSync, constants as fsc, createReadStream, createWriteStream, openSync, readSync } from 'node:fs';
 import { open, rename, rm, rmdir } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -82,7 +82,7 @@ function sameXattrs(a: Map<string, Buffer>, b: Map<string, Buffer>): boolean {
  * they are left empty and were either new (not in the lowers) or only copied up (same mode,
  * owner and xattrs as below: the copy-up happened because the stub was created in them).
  */
-async function dropStubs(root: FsNode, lowers: string[], stubs: string[]): Promise<string[]> {
+function dropStubs(root: FsNode, lowers: string[], stubs: string[]): string[] {
   const nodes = index(root);
   const dropped: string[] = [];
   const remove = (n: FsNode): void => {
@@ -286,31 +286,30 @@ async function* tarStream(entries: Planned[]): AsyncGenerator<Buffer> {
   yield END_OF_ARCHIVE;
 }
 
-export async function diffToLayer(upper: string, opts: DiffOptions): Promise<DiffResult> {
-  if (opts.sourceDateEpoch !== undefined && !(Number.isInteger(opts.sourceDateEpoch) && opts.sourceDateEpoch >= 0)) {
-    throw new StrataError('BAD_SOURCE_DATE_EPOCH', `SOURCE_DATE_EPOCH must be a whole number of seconds, got ${opts.sourceDateEpoch}`);
-  }
-  const root = await walkTree(upper);
-  const dropped = await dropStubs(root, opts.lowers, [...ALWAYS_STUBS, ...(opts.dropEmptyMountpoints ?? [])]);
-  const entries = plan(root, upper, opts.sourceDateEpoch);
+interface BlobInfo {
+  digest: string;
+  size: number;
+  mediaType: string;
+}
 
-  const diffHash = sha256();
-  const blobHash = sha256();
-  const rawCount = { bytes: 0 };
-  const blobCount = { bytes: 0 };
-  const tarBytes = hashing(tarStream(entries), diffHash, rawCount);
+/** Compresses tar bytes into `out` (through out + '.tmp'), hashing what is written. */
+async function writeBlob(tarBytes: AsyncIterable<Buffer>, opts: { out: string; compression: LayerCompression; level?: number }): Promise<BlobInfo> {
   let compressed: AsyncIterable<Buffer>;
   switch (opts.compression) {
     case 'gzip':
+      // Node's zlib matches gzip(1) -6 in speed here; -1 is about twice as fast and 10% larger
       compressed = throughTransform(tarBytes, zlib.createGzip({ level: opts.level ?? 6 }));
       break;
     case 'zstd':
+      // zstd's multi-threaded output does not depend on the thread count, so -T0 stays deterministic
       compressed = throughProcess(tarBytes, 'zstd', [`-${opts.level ?? 3}`, '-T0', '-c', '-q']);
       break;
     case 'none':
       compressed = tarBytes;
       break;
   }
+  const blobHash = sha256();
+  const blobCount = { bytes: 0 };
   const tmp = `${opts.out}.tmp`;
   try {
     await pipeline(Readable.from(hashing(compressed, blobHash, blobCount)), createWriteStream(tmp));
@@ -319,6 +318,36 @@ export async function diffToLayer(upper: string, opts: DiffOptions): Promise<Dif
     await rm(tmp, { force: true });
     throw e;
   }
+  return { digest: `sha256:${blobHash.digest('hex')}`, size: blobCount.bytes, mediaType: MEDIA_TYPES[opts.compression] };
+}
+
+/**
+ * Compresses an uncompressed layer tar (e.g. one diffToLayer wrote with compression 'none')
+ * into the exact bytes diffToLayer would have written with that compression, so layers can be
+ * committed uncompressed and compressed only when an exporter needs them.
+ */
+export async function compressLayer(
+  tarPath: string,
+  opts: { out: string; compression: LayerCompression; level?: number },
+): Promise<{ diffId: string; digest: string; size: number; mediaType: string }> {
+  const diffHash = sha256();
+  const count = { bytes: 0 };
+  const source = createReadStream(tarPath, { highWaterMark: 1 << 20 }) as AsyncIterable<Buffer>;
+  const blob = await writeBlob(hashing(source, diffHash, count), opts);
+  return { diffId: `sha256:${diffHash.digest('hex')}`, ...blob };
+}
+
+export async function diffToLayer(upper: string, opts: DiffOptions): Promise<DiffResult> {
+  if (opts.sourceDateEpoch !== undefined && !(Number.isInteger(opts.sourceDateEpoch) && opts.sourceDateEpoch >= 0)) {
+    throw new StrataError('BAD_SOURCE_DATE_EPOCH', `SOURCE_DATE_EPOCH must be a whole number of seconds, got ${opts.sourceDateEpoch}`);
+  }
+  const root = await walkTree(upper);
+  const dropped = dropStubs(root, opts.lowers, [...ALWAYS_STUBS, ...(opts.dropEmptyMountpoints ?? [])]);
+  const entries = plan(root, upper, opts.sourceDateEpoch);
+
+  const diffHash = sha256();
+  const rawCount = { bytes: 0 };
+  const blob = await writeBlob(hashing(tarStream(entries), diffHash, rawCount), opts);
   const droppedPaths = dropped.map((p) => `/${Buffer.from(p, 'latin1').toString('utf8')}`);
   if (opts.pruneUpper) {
     // deepest first: dropStubs records children before their parents
@@ -326,9 +355,7 @@ export async function diffToLayer(upper: string, opts: DiffOptions): Promise<Dif
   }
   return {
     diffId: `sha256:${diffHash.digest('hex')}`,
-    digest: `sha256:${blobHash.digest('hex')}`,
-    size: blobCount.bytes,
-    mediaType: MEDIA_TYPES[opts.compression],
+    ...blob,
     empty: entries.length === 0,
     dropped: droppedPaths,
   };

@@ -4,7 +4,7 @@ import { linkSync, mkdirSync, readFileSync, rmSync, unlinkSync, utimesSync, writ
 import { join } from 'node:path';
 import { setAttributeSync } from 'fs-xattr';
 import { extractLayer } from '../../src/snapshot/extract.js';
-import { diffToLayer, type LayerCompression } from '../../src/snapshot/diff.js';
+import { compressLayer, diffToLayer, type LayerCompression } from '../../src/snapshot/diff.js';
 import { mountOverlay, unmountOverlay } from '../../src/snapshot/overlay.js';
 import { buildTar, isRoot, parseTar, sh, streamOf, tempDir } from './helpers.js';
 
@@ -110,6 +110,24 @@ test('diffToLayer clamps mtimes to sourceDateEpoch and stays deterministic', { s
     assert.equal(entries.find((e) => e.name === 'app/src/f01')?.type, 'link');
     assert.equal(entries.find((e) => e.name === 'app/src/f01')?.linkname, 'app/f01-link');
     assert.equal(entries.find((e) => e.name === `app/${'long'.repeat(40)}`)?.data.toString(), 'long name');
+  } finally {
+    t.cleanup();
+  }
+});
+
+test('compressLayer turns an uncompressed diff into the blob diffToLayer writes directly', { skip }, async () => {
+  const t = tempDir('compress-later');
+  try {
+    const { upper, lowers } = await makeUpper(t.dir);
+    const plain = await diffToLayer(upper, { lowers, out: join(t.dir, 'layer.tar'), compression: 'none' });
+    for (const compression of ['gzip', 'zstd'] as const) {
+      const direct = await diffToLayer(upper, { lowers, out: join(t.dir, `direct.${compression}`), compression });
+      const later = await compressLayer(join(t.dir, 'layer.tar'), { out: join(t.dir, `later.${compression}`), compression });
+      assert.equal(later.diffId, plain.diffId);
+      assert.equal(later.digest, direct.digest, compression);
+      assert.equal(later.size, direct.size);
+      assert.equal(later.mediaType, direct.mediaType);
+    }
   } finally {
     t.cleanup();
   }
