@@ -23,6 +23,8 @@ export function run(cmd: string, args: string[], opts: { cwd?: string; env?: Rec
     child.stderr.on('data', (d) => (stderr += d));
     child.on('error', rej);
     child.on('close', (code) => res({ code: code ?? -1, stdout, stderr }));
+    // A child that exits without reading its stdin must not fail the caller with EPIPE.
+    child.stdin.on('error', () => undefined);
     child.stdin.end(opts.input ?? '');
   });
 }
