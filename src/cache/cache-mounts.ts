@@ -2,7 +2,9 @@
 // `locked` takes an inter-process lock (a lock directory holding the owner's pid, stolen when that
 // pid is dead); `private` hands a concurrent user a fresh instance; `shared` lets everyone write.
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { StrataError } from '../errors.js';
 import { join } from 'node:path';
 import type { Store } from './store.js';
 import { pidAlive } from './store.js';
@@ -118,4 +120,55 @@ export function cacheMountInUse(store: Store, id: string): boolean {
     rmSync(join(leases, f), { force: true });
   }
   return false;
+}
+
+/**
+ * Replaces a cache mount's contents with an exported tarball, when no local instance exists or
+ * the local one was last used before the exported one. Never touches a mount in use.
+ */
+export async function seedCacheMount(
+  store: Store,
+  id: string,
+  tarball: string,
+  meta: { sharing: string; created: number; lastUsed: number; mediaType: string },
+): Promise<boolean> {
+  if (cacheMountInUse(store, id)) return false;
+  const base = cacheMountDir(store, id);
+  const data = join(base, 'data');
+  const staging = join(base, `import-${process.pid}`);
+  rmSync(staging, { recursive: true, force: true });
+  mkdirSync(staging, { recursive: true });
+  const decompress = meta.mediaType.endsWith('zstd') ? '--zstd' : '-z';
+  const r = spawnSync('tar', ['-x', decompress, '--numeric-owner', '--same-owner', '--xattrs', '-f', tarball, '-C', staging], { encoding: 'utf8' });
+  if (r.status !== 0) {
+    rmSync(staging, { recursive: true, force: true });
+    throw new StrataError('CACHE_CORRUPT', `cache mount ${id}: cannot unpack the exported tarball: ${r.stderr.trim()}`, { hint: 'export the cache again' });
+  }
+  rmSync(data, { recursive: true, force: true });
+  renameSync(staging, data);
+  store.db
+    .prepare(
+      `INSERT INTO cache_mounts(id,dir,sharing,created,last_used,last_build,builds) VALUES (?,?,?,?,?,NULL,0)
+       ON CONFLICT(id) DO UPDATE SET last_used=excluded.last_used, sharing=excluded.sharing`,
+    )
+    .run(id, base, meta.sharing, meta.created, meta.lastUsed);
+  return true;
+}
+
+/** Packs a cache mount into a tarball blob in the store (for export). */
+export async function packCacheMount(store: Store, id: string, compression: 'gzip' | 'zstd'): Promise<{ digest: string; size: number; mediaType: string; sharing: string; created: number; lastUsed: number }> {
+  const row = store.db.prepare('SELECT sharing, created, last_used FROM cache_mounts WHERE id=?').get(id) as { sharing: string; created: number; last_used: number } | undefined;
+  if (!row) throw new StrataError('NO_MOUNT', `no cache mount with id "${id}" to export`, { hint: 'list them with `strata mount ls`' });
+  const tmp = store.tmpPath('mountpack');
+  const r = spawnSync('tar', ['-c', compression === 'zstd' ? '--zstd' : '-z', '--numeric-owner', '--xattrs', '--sort=name', '-f', tmp, '-C', join(cacheMountDir(store, id), 'data'), '.'], { encoding: 'utf8' });
+  if (r.status !== 0) {
+    rmSync(tmp, { force: true });
+    throw new StrataError('EXPORT_FAILED', `cache mount ${id}: tar failed: ${r.stderr.trim()}`);
+  }
+  const h = createHash('sha256').update(readFileSync(tmp));
+  const digest = 'sha256:' + h.digest('hex');
+  const mediaType = compression === 'zstd' ? 'application/vnd.strata.cache.mount.v1.tar+zstd' : 'application/vnd.strata.cache.mount.v1.tar+gzip';
+  const size = statSync(tmp).size;
+  await store.adoptBlob(tmp, digest, mediaType);
+  return { digest, size, mediaType, sharing: row.sharing, created: row.created, lastUsed: row.last_used };
 }

@@ -60,7 +60,8 @@ export async function runDoctor(store: Store, opts: { verifyBlobs: boolean; clea
       store.db.prepare('UPDATE layers SET unpacked=0 WHERE diff_id=?').run(l.diff_id);
       r.repaired.push(`marked layer ${l.diff_id} for unpacking again`);
     }
-    if (!store.hasBlob(l.blob_digest)) {
+    const fetchable = store.db.prepare('SELECT 1 FROM layer_sources WHERE diff_id=?').get(l.diff_id);
+    if (!store.hasBlob(l.blob_digest) && !fetchable) {
       r.problems.push(`layer ${l.diff_id}: its blob ${l.blob_digest} is missing`);
       store.db.prepare('DELETE FROM layers WHERE diff_id=?').run(l.diff_id);
       store.db.prepare('DELETE FROM cache_records WHERE chain LIKE ?').run(`%${l.diff_id}%`);

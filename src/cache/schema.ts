@@ -83,9 +83,15 @@ export const ADDED_COLUMNS: [table: string, column: string, definition: string][
   ['cache_mounts', 'sharing', "TEXT NOT NULL DEFAULT 'shared'"],
   ['cache_mounts', 'last_build', 'TEXT'],
   ['cache_mounts', 'builds', 'INTEGER NOT NULL DEFAULT 0'],
+  ['cache_records', 'origin', 'TEXT'],
 ];
 
 export const SCHEMA_STAT_CACHE = `
+-- Where a layer whose blob is not here yet can be fetched from (an imported cache).
+CREATE TABLE IF NOT EXISTS layer_sources (
+  diff_id TEXT PRIMARY KEY,
+  source TEXT NOT NULL
+);
 -- Checksums of file selections inside an (immutable) layer chain, for COPY --from keys.
 CREATE TABLE IF NOT EXISTS selection_cache (
   key TEXT PRIMARY KEY,

@@ -8,7 +8,8 @@ export type OutputSpec =
   | { type: 'oci'; dest: string; tar: boolean; compression?: 'gzip' | 'zstd' }
   | { type: 'docker'; dest: string; compression?: 'gzip' | 'zstd' }
   | { type: 'registry'; names?: string[]; compression?: 'gzip' | 'zstd' }
-  | { type: 'local'; dest: string };
+  | { type: 'local'; dest: string }
+  | { type: 'cacheonly' };
 
 export function parseKv(value: string, flag: string): Map<string, string> {
   const m = new Map<string, string>();
@@ -49,6 +50,8 @@ export function parseOutput(value: string): OutputSpec {
       return { type: 'registry', names, compression: compressionOf(kv) };
     case 'local':
       return { type: 'local', dest: need() };
+    case 'cacheonly':
+      return { type: 'cacheonly' };
     default:
       throw new StrataError('BAD_FLAG', `--output: unknown type "${type}"`, { hint: 'types are image, oci, docker, registry and local' });
   }

@@ -3,6 +3,7 @@
 import type { Store, LayerInfo } from '../cache/store.js';
 import type { HistoryEntry, RuntimeConfig } from '../graph/config.js';
 import { canonicalJson } from '../graph/digest.js';
+import { toOciMediaType } from './types.js';
 
 export interface BuiltImage {
   manifest: Buffer;
@@ -50,7 +51,7 @@ export async function writeBuiltImage(store: Store, inp: ImageInputs): Promise<B
   };
   const config = Buffer.from(canonicalJson(configObj));
   const configDigest = await store.putBlob(config, OCI_CONFIG);
-  const layers = inp.chain.map((l) => ({ mediaType: l.mediaType, digest: l.digest, size: l.size }));
+  const layers = inp.chain.map((l) => ({ mediaType: toOciMediaType(l.mediaType), digest: l.digest, size: l.size }));
   const manifestObj = {
     schemaVersion: 2,
     mediaType: OCI_MANIFEST,

@@ -21,7 +21,7 @@ export interface ResolvedImage {
   diffIds: string[];
   config: { config?: RuntimeConfig; history?: HistoryEntry[]; author?: string; rootfs?: { diff_ids?: string[] } };
   /** Where layers come from when they are not in the store yet. */
-  origin: { kind: 'store' } | { kind: 'registry'; ref: ImageReference } | { kind: 'layout'; blobPath: (d: string) => string };
+  origin: { kind: 'store' } | { kind: 'registry'; ref: ImageReference } | { kind: 'layout'; dir: string; blobPath: (d: string) => string };
 }
 
 export interface BaseImageOptions {
@@ -130,10 +130,32 @@ export class BaseImages {
   }
 
   private async resolveLayout(dir: string, ref?: string): Promise<ResolvedImage> {
-    const img = await readOciLayout(dir, ref);
+    // Layer blobs are verified when (and if) a step needs them, not on every build.
+    const img = await readOciLayout(dir, ref, { verifyLayers: false });
     await this.store.putBlob(img.manifest, 'application/vnd.oci.image.manifest.v1+json');
     const blobPath = (d: string) => img.blobs.path(d);
-    return this.fromManifestBytes(`oci-layout://${dir}${ref ? ':' + ref : ''}`, img.manifestDigest, img.manifest, { kind: 'layout', blobPath }, async () => img.config);
+    return this.fromManifestBytes(`oci-layout://${dir}${ref ? ':' + ref : ''}`, img.manifestDigest, img.manifest, { kind: 'layout', dir, blobPath }, async () => img.config);
+  }
+
+  /**
+   * The image's layer chain without fetching anything: layers not in the store are recorded with
+   * where to fetch them from, and the solver's materializer pulls them only if a step needs them.
+   */
+  declareLayers(img: ResolvedImage): LayerInfo[] {
+    const o = img.origin;
+    const source = o.kind === 'registry' ? { kind: 'registry', ref: formatReference({ ...o.ref, tag: undefined, digest: img.manifestDigest }) } : o.kind === 'layout' ? { kind: 'local', dir: o.dir } : undefined;
+    const insLayer = this.store.db.prepare(
+      'INSERT INTO layers(diff_id,blob_digest,size,media_type,unpacked,created,last_used) VALUES (?,?,?,?,0,?,?) ON CONFLICT(diff_id) DO NOTHING',
+    );
+    const insSource = this.store.db.prepare('INSERT OR REPLACE INTO layer_sources(diff_id,source) VALUES (?,?)');
+    return img.layers.map((l, i) => {
+      const diffId = img.diffIds[i]!;
+      const existing = this.store.layer(diffId);
+      if (this.store.layerReady(diffId) && existing) return existing;
+      insLayer.run(diffId, l.digest, l.size, l.mediaType, this.store.now(), this.store.now());
+      if (source && !this.store.hasBlob(l.digest)) insSource.run(diffId, JSON.stringify(source));
+      return this.store.layer(diffId) ?? { diffId, digest: l.digest, size: l.size, mediaType: l.mediaType };
+    });
   }
 
   /** Makes every layer of the image present and unpacked; returns the layer chain. */

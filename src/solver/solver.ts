@@ -10,6 +10,7 @@ import type { EventSink, VertexRef } from '../progress/events.js';
 import type { Runtime } from '../executor/types.js';
 import { checksumSources, checksumRootfsSources, type StatCache } from '../context/checksum.js';
 import { withChain } from './mounts.js';
+import type { Materializer } from './materialize.js';
 import type { BaseImages } from './base-images.js';
 import { runExec } from './exec-step.js';
 import { runCopy, runMkdir } from './file-steps.js';
@@ -35,6 +36,7 @@ export interface SolverOptions {
   runtime: () => Promise<Runtime>;
   buildId: string;
   signal?: AbortSignal;
+  materializer: Materializer;
   /** The nearest earlier build of the same target, to name what changed on a miss. */
   previous?: PreviousBuild;
 }
@@ -118,7 +120,7 @@ export class Solver {
       let chain: LayerInfo[];
       try {
         img = await this.o.bases.resolve(v.op);
-        chain = await this.o.bases.ensureLayers(img, (message) => this.o.events({ type: 'status', vertex: ref, message, time: Date.now() }));
+        chain = this.o.bases.declareLayers(img);
       } catch (e) {
         this.o.events({ type: 'error', vertex: ref, time: Date.now(), message: e instanceof Error ? e.message : String(e) });
         throw located(e, v);
@@ -176,7 +178,7 @@ export class Solver {
         reason = `expired (cached ${formatAge(store.now() - rec.created)} ago, ttl ${formatAge(v.cacheTtlMs)})`;
       } else {
         const chain = (JSON.parse(rec.chain) as string[]).map((d) => store.layer(d));
-        if (chain.every((l): l is LayerInfo => !!l && store.layerReady(l.diffId))) {
+        if (chain.every((l): l is LayerInfo => !!l && this.o.materializer.available(l))) {
           store.db.prepare('UPDATE cache_records SET last_used=? WHERE key=?').run(store.now(), key);
           store.touchLayers(chain.map((l) => l.diffId));
           this.o.events({ type: 'cached', vertex: ref, time: Date.now() });
@@ -266,6 +268,7 @@ export class Solver {
     const key = digestOf({ chain: chainId(chain), sources, excludes, parents });
     const row = store.db.prepare('SELECT digest, files FROM selection_cache WHERE key=?').get(key) as { digest: string; files: string } | undefined;
     if (row) return { digest: row.digest, files: JSON.parse(row.files) as Record<string, string> };
+    await this.o.materializer.unpackChain(chain);
     const r = await withChain(store, chain, (merged) => checksumRootfsSources({ root: merged, sources, excludes, parents }));
     const files: Record<string, string> = {};
     for (const f of r.files) files[f.path] = `${f.type}:${f.mode.toString(8)}:${f.contentDigest ?? ''}`;
@@ -276,6 +279,8 @@ export class Solver {
   private async execute(v: Vertex, inputs: LayerInfo[][], ref: VertexRef): Promise<LayerInfo | undefined> {
     const commit = { compression: this.o.compression, sourceDateEpoch: this.o.sourceDateEpoch };
     const op = v.op;
+    // Hits only needed their layers to be obtainable; a step that runs needs them on disk.
+    for (const c of inputs) await this.o.materializer.unpackChain(c);
     try {
       switch (op.kind) {
         case 'exec':

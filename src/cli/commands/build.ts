@@ -2,7 +2,7 @@
 import type { Command } from 'commander';
 import { existsSync, mkdtempSync, readFileSync, statfsSync, writeFileSync } from 'node:fs';
 import { cp, mkdir, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { StrataError } from '../../errors.js';
@@ -23,6 +23,8 @@ import { recordBuild, startBuild } from '../../cache/history.js';
 import { autoGc } from '../../cache/prune.js';
 import { formatSize, parseSize } from '../size.js';
 import { findPreviousBuild } from '../../cache/explain.js';
+import { Materializer, BadCacheLayer, dropBadLayer } from '../../solver/materialize.js';
+import { parseCacheFrom, parseCacheTo, runExport, runImports, describe } from '../cache-io.js';
 import { PersistentStatCache } from '../../cache/stat-cache-store.js';
 
 export interface BuildFlags {
@@ -46,6 +48,8 @@ export interface BuildFlags {
   insecureRegistry: string[];
   cacheTtl: string[];
   gcKeepStorage?: string;
+  cacheTo: string[];
+  cacheFrom: string[];
   quiet?: boolean;
 }
 
@@ -73,6 +77,8 @@ export function registerBuild(program: Command): void {
     .option('--root <dir>', 'store directory (default $STRATA_ROOT or $XDG_DATA_HOME/strata)')
     .option('--insecure-registry <host>', 'allow plain HTTP to this registry (repeatable)', collect, [])
     .option('--cache-ttl <ttl>', 'DURATION for every RUN, or STAGE=DURATION (repeatable)', collect, [])
+    .option('--cache-to <spec>', 'type=local,dest=DIR|type=registry,ref=REF[,mode=min|max][,mounts=all|ID,ID][,compression=gzip|zstd][,keep=N] (repeatable)', collect, [])
+    .option('--cache-from <spec>', 'type=local,src=DIR|type=registry,ref=REF[,mounts=all|none|ID,ID] (repeatable)', collect, [])
     .option('--gc-keep-storage <size>', 'after the build, trim the store to this size (default $STRATA_GC_KEEP_STORAGE or 10% of the disk)')
     .option('-q, --quiet', 'print only the image digest')
     .action(async (path: string, flags: BuildFlags & { cache?: boolean; cacheFilter?: string[] | boolean }) => {
@@ -162,6 +168,8 @@ export async function runBuild(pathArg: string, flags: BuildFlags): Promise<stri
   }
 
   const outputs: OutputSpec[] = flags.output.map(parseOutput);
+  const cacheTo = flags.cacheTo.map(parseCacheTo);
+  const cacheFrom = flags.cacheFrom.map(parseCacheFrom);
   if (flags.push) outputs.push({ type: 'registry' });
   if (outputs.length === 0) outputs.push({ type: 'image', push: false });
 
@@ -197,7 +205,13 @@ export async function runBuild(pathArg: string, flags: BuildFlags): Promise<stri
     statCache = new PersistentStatCache(store, Object.values(contextDirs));
     const previous = findPreviousBuild(store, { dockerfile: df.path ?? df.name, context: contextDir, target: plan.target.name, before: buildId });
     let runtime: Promise<Awaited<ReturnType<typeof detectRuntime>>> | undefined;
-    solver = new Solver({
+    if (cacheFrom.length) {
+      for (const r of await runImports(store, bases.client, cacheFrom, warn)) {
+        if (r.mounts.length) warn(`imported cache: ${r.records} new records, cache mounts seeded: ${r.mounts.join(', ')}`);
+      }
+    }
+    const materializer = new Materializer(store, bases.client);
+    const makeSolver = () => new Solver({
       store,
       bases,
       contextDirs,
@@ -205,18 +219,34 @@ export async function runBuild(pathArg: string, flags: BuildFlags): Promise<stri
       ignoreMayReinclude: ignore?.mayReinclude,
       secrets: secretFiles,
       events,
-      jobs: flags.jobs ? Number(flags.jobs) : (await import('node:os')).availableParallelism(),
+      jobs: flags.jobs ? Number(flags.jobs) : availableParallelism(),
       compression,
       sourceDateEpoch,
       runtime: () => (runtime ??= detectRuntime()),
       buildId,
       statCache,
       previous,
+      materializer,
     });
+    solver = makeSolver();
     if (flags.network && flags.network !== 'default') {
       for (const v of plan.vertices) if (v.op.kind === 'exec' && v.op.network === 'default') v.op.network = flags.network as 'none' | 'host';
     }
-    const result = await solver.solve(plan.target.final);
+    let result;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        result = await solver.solve(plan.target.final);
+        break;
+      } catch (e) {
+        // An imported layer failed verification: forget the records built on it and go on.
+        if (!(e instanceof BadCacheLayer) || attempt >= 4) throw e;
+        const n = dropBadLayer(store, e.diffId);
+        warn(`${e.message}; dropped ${n} cache record(s) that used it and rebuilding those steps`);
+        const done = solver.steps;
+        solver = makeSolver();
+        solver.steps.push(...done.filter((s) => !s.result.cached));
+      }
+    }
     statCache.flush();
     if (flags.progress === 'plain') write(`context: read ${solver.contextBytesRead} bytes\n`);
     const byVertex = new Map(solver.steps.map((s) => [s.vertex.id, s.result]));
@@ -230,7 +260,21 @@ export async function runBuild(pathArg: string, flags: BuildFlags): Promise<stri
       created: sourceDateEpoch !== undefined ? new Date(sourceDateEpoch * 1000) : new Date(),
       platform,
     });
-    for (const o of outputs) await runOutput(o, image, result.chain, store, bases, flags);
+    for (const o of outputs) {
+      if (o.type === 'cacheonly') continue;
+      if (o.type === 'local') await materializer.unpackChain(result.chain);
+      else await materializer.blobsOf(result.chain);
+      await runOutput(o, image, result.chain, store, bases, flags);
+    }
+    for (const spec of cacheTo) {
+      const stepsToExport = solver.steps.filter((s) => spec.mode === 'max' || s.vertex.stage === plan!.target.name);
+      const mountIds = plan.vertices.flatMap((v) => (v.op.kind === 'exec' ? v.op.mounts.filter((m) => m.type === 'cache').map((m) => (m as { id: string }).id) : []));
+      const r = await runExport(store, bases.client, materializer, spec, {
+        records: stepsToExport.map((s) => ({ key: s.result.key, chain: s.result.chain, description: `${s.vertex.stepLabel} ${s.vertex.instruction}` })),
+        mountIds,
+      });
+      warn(`exported cache to ${describe(spec.dest)}: ${r.records} records, ${r.mounts} cache mount(s)`);
+    }
     status = 'done';
     return image.manifestDigest;
   } finally {

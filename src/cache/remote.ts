@@ -1,0 +1,344 @@
+// Exported cache: an OCI layout folder or an OCI artifact in a registry. One manifest whose config
+// is strata's cache index (records with keys, creation times and layer chains; cache mounts) and
+// whose layers are the layer blobs and cache mount tarballs. Import reads only the index; a blob is
+// fetched (and verified) when a step actually needs its content.
+import { createHash } from 'node:crypto';
+import { createReadStream, existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { Readable } from 'node:stream';
+import { copyFile, rename } from 'node:fs/promises';
+import { join } from 'node:path';
+import { StrataError } from '../errors.js';
+import type { RegistryClient } from '../registry/client.js';
+import { parseReference, type ImageReference } from '../registry/reference.js';
+import type { LayerInfo, Store } from './store.js';
+import { hexOf, pidAlive } from './store.js';
+
+export const CACHE_CONFIG_TYPE = 'application/vnd.strata.cache.config.v1+json';
+export const CACHE_ARTIFACT_TYPE = 'application/vnd.strata.cache.v1';
+export const MOUNT_TAR_GZIP = 'application/vnd.strata.cache.mount.v1.tar+gzip';
+export const MOUNT_TAR_ZSTD = 'application/vnd.strata.cache.mount.v1.tar+zstd';
+const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
+const OCI_INDEX = 'application/vnd.oci.image.index.v1+json';
+
+export type CacheSource = { kind: 'local'; dir: string } | { kind: 'registry'; ref: string };
+
+export interface ExportedRecord {
+  key: string;
+  chain: string[];
+  created: number;
+  description: string;
+  /** Which export wrote it (keep=N keeps the newest N exports' records). */
+  export: string;
+}
+
+export interface ExportedMount {
+  id: string;
+  digest: string;
+  size: number;
+  mediaType: string;
+  sharing: string;
+  created: number;
+  lastUsed: number;
+}
+
+export interface CacheIndex {
+  version: 1;
+  exports: { id: string; time: number }[];
+  records: ExportedRecord[];
+  layers: LayerInfo[];
+  mounts: ExportedMount[];
+}
+
+export function sourceText(s: CacheSource): string {
+  return s.kind === 'local' ? `type=local,src=${s.dir}` : `type=registry,ref=${s.ref}`;
+}
+
+function sha256Hex(data: Buffer): string {
+  return createHash('sha256').update(data).digest('hex');
+}
+
+async function fileDigest(path: string): Promise<string> {
+  const h = createHash('sha256');
+  for await (const c of createReadStream(path)) h.update(c as Buffer);
+  return 'sha256:' + h.digest('hex');
+}
+
+function badCache(source: CacheSource, what: string, hint = 'export the cache again; the build goes on without it'): StrataError {
+  return new StrataError('CACHE_CORRUPT', `cache ${sourceText(source)}: ${what}`, { hint });
+}
+
+// ---------- reading ----------
+
+export async function readCacheIndex(source: CacheSource, client: RegistryClient): Promise<CacheIndex | undefined> {
+  let manifest: Buffer;
+  let configBytes: Buffer;
+  if (source.kind === 'local') {
+    const indexPath = join(source.dir, 'index.json');
+    if (!existsSync(indexPath)) return undefined;
+    const index = JSON.parse(readFileSync(indexPath, 'utf8')) as { manifests?: { digest: string; annotations?: Record<string, string> }[] };
+    const desc = index.manifests?.find((m) => m.annotations?.['org.opencontainers.image.ref.name'] === 'strata-cache') ?? index.manifests?.[0];
+    if (!desc) return undefined;
+    manifest = readLocalBlob(source, desc.digest);
+    const m = JSON.parse(manifest.toString('utf8')) as { config: { digest: string; mediaType: string } };
+    if (m.config?.mediaType !== CACHE_CONFIG_TYPE) throw badCache(source, 'this folder holds no strata cache');
+    configBytes = readLocalBlob(source, m.config.digest);
+  } else {
+    const ref = parseReference(source.ref);
+    let fetched;
+    try {
+      fetched = await client.getManifest(ref);
+    } catch (e) {
+      if (e instanceof StrataError && /NOT_FOUND/.test(e.code)) return undefined;
+      throw e;
+    }
+    manifest = fetched.bytes;
+    const m = JSON.parse(manifest.toString('utf8')) as { config: { digest: string; mediaType: string } };
+    if (m.config?.mediaType !== CACHE_CONFIG_TYPE) throw badCache(source, `${source.ref} is not a strata cache`);
+    configBytes = await client.fetchBlobBytes(ref, m.config.digest);
+  }
+  const index = JSON.parse(configBytes.toString('utf8')) as CacheIndex;
+  if (index.version !== 1 || !Array.isArray(index.records) || !Array.isArray(index.layers)) throw badCache(source, 'unknown cache index version');
+  index.mounts ??= [];
+  index.exports ??= [];
+  return index;
+}
+
+function readLocalBlob(source: { kind: 'local'; dir: string }, digest: string): Buffer {
+  const path = join(source.dir, 'blobs', 'sha256', hexOf(digest));
+  let data: Buffer;
+  try {
+    data = readFileSync(path);
+  } catch {
+    throw badCache(source, `blob ${digest} is missing`);
+  }
+  if ('sha256:' + sha256Hex(data) !== digest) throw badCache(source, `blob ${digest} does not match its digest (tampered or truncated)`);
+  return data;
+}
+
+/** Fetches one blob of an imported cache into the store, verified against its digest. */
+export async function fetchCacheBlob(store: Store, source: CacheSource, digest: string, mediaType: string, client: RegistryClient): Promise<void> {
+  if (store.hasBlob(digest)) return;
+  const tmp = store.tmpPath('cachefetch');
+  try {
+    if (source.kind === 'local') {
+      const path = join(source.dir, 'blobs', 'sha256', hexOf(digest));
+      if (!existsSync(path)) throw badCache(source, `blob ${digest} is missing`);
+      await copyFile(path, tmp);
+      const actual = await fileDigest(tmp);
+      if (actual !== digest) throw badCache(source, `blob ${digest} does not match its digest (got ${actual}): tampered or truncated`);
+    } else {
+      try {
+        await client.fetchBlob(parseReference(source.ref), digest, tmp);
+      } catch (e) {
+        if (e instanceof StrataError && e.code === 'DIGEST_MISMATCH') throw badCache(source, e.message);
+        throw e;
+      }
+    }
+    await store.adoptBlob(tmp, digest, mediaType);
+  } finally {
+    rmSync(tmp, { force: true });
+  }
+}
+
+// ---------- importing ----------
+
+export interface ImportResult {
+  records: number;
+  layers: number;
+  mounts: string[];
+}
+
+/**
+ * Adds the cache's records to the store (keeping local ones), remembers where each layer can be
+ * fetched from, and seeds requested cache mounts that are missing or older locally.
+ */
+export async function importCache(store: Store, source: CacheSource, client: RegistryClient, opts: { mounts: 'all' | string[] | 'none' }): Promise<ImportResult | undefined> {
+  const index = await readCacheIndex(source, client);
+  if (!index) return undefined;
+  const src = JSON.stringify(source);
+  const insLayer = store.db.prepare(
+    'INSERT INTO layers(diff_id,blob_digest,size,media_type,unpacked,created,last_used) VALUES (?,?,?,?,0,?,?) ON CONFLICT(diff_id) DO NOTHING',
+  );
+  const insSource = store.db.prepare('INSERT OR REPLACE INTO layer_sources(diff_id,source) VALUES (?,?)');
+  const insRecord = store.db.prepare(
+    'INSERT INTO cache_records(key,chain,created,last_used,build_id,description,layer,origin) VALUES (?,?,?,?,NULL,?,?,?) ON CONFLICT(key) DO NOTHING',
+  );
+  let records = 0;
+  const known = new Set(index.layers.map((l) => l.diffId));
+  store.db.transaction(() => {
+    for (const l of index.layers) {
+      insLayer.run(l.diffId, l.digest, l.size, l.mediaType, store.now(), store.now());
+      if (!store.layerReady(l.diffId)) insSource.run(l.diffId, src);
+    }
+    for (const r of index.records) {
+      if (!r.chain.every((d) => known.has(d) || store.layer(d))) continue;
+      const top = r.chain[r.chain.length - 1] ?? null;
+      records += insRecord.run(r.key, JSON.stringify(r.chain), r.created, store.now(), r.description, top, src).changes;
+    }
+  })();
+  const seeded: string[] = [];
+  if (opts.mounts !== 'none') {
+    const { seedCacheMount } = await import('./cache-mounts.js');
+    for (const m of index.mounts) {
+      if (opts.mounts !== 'all' && !opts.mounts.includes(m.id)) continue;
+      const local = store.db.prepare('SELECT last_used FROM cache_mounts WHERE id=?').get(m.id) as { last_used: number } | undefined;
+      if (local && local.last_used >= m.lastUsed) continue;
+      await fetchCacheBlob(store, source, m.digest, m.mediaType, client);
+      if (await seedCacheMount(store, m.id, store.blobPath(m.digest), m)) seeded.push(m.id);
+    }
+  }
+  return { records, layers: index.layers.length, mounts: seeded };
+}
+
+// ---------- exporting ----------
+
+export interface ExportRequest {
+  records: { key: string; chain: LayerInfo[]; created: number; description: string }[];
+  mounts: string[];
+  compression: 'gzip' | 'zstd';
+  /** Keep the records of this many exports (this one included). */
+  keep: number;
+}
+
+interface Lock {
+  release(): void;
+}
+
+function lockDir(dir: string): Lock {
+  const lock = join(dir, '.strata-lock');
+  for (let i = 0; ; i++) {
+    try {
+      mkdirSync(lock);
+      writeFileSync(join(lock, 'pid'), String(process.pid));
+      return { release: () => rmSync(lock, { recursive: true, force: true }) };
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+      let owner = NaN;
+      try {
+        owner = Number(readFileSync(join(lock, 'pid'), 'utf8'));
+      } catch {
+        // Being written.
+      }
+      if (Number.isFinite(owner) && !pidAlive(owner)) rmSync(lock, { recursive: true, force: true });
+      else if (i > 600) throw new StrataError('CACHE_LOCKED', `${dir} is locked by process ${owner}`, { hint: 'wait for the other export to finish' });
+      else Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 100);
+    }
+  }
+}
+
+function mergeIndex(old: CacheIndex | undefined, req: ExportRequest, mounts: ExportedMount[], exportId: string, now: number): CacheIndex {
+  const exports = [{ id: exportId, time: now }, ...(old?.exports ?? [])].slice(0, Math.max(1, req.keep));
+  const keepIds = new Set(exports.map((e) => e.id));
+  const records = new Map<string, ExportedRecord>();
+  for (const r of old?.records ?? []) if (keepIds.has(r.export)) records.set(r.key, r);
+  for (const r of req.records) records.set(r.key, { key: r.key, chain: r.chain.map((l) => l.diffId), created: r.created, description: r.description, export: exportId });
+  const layers = new Map<string, LayerInfo>();
+  for (const l of old?.layers ?? []) layers.set(l.diffId, l);
+  for (const r of req.records) for (const l of r.chain) layers.set(l.diffId, l);
+  const used = new Set([...records.values()].flatMap((r) => r.chain));
+  const mountMap = new Map<string, ExportedMount>();
+  for (const m of old?.mounts ?? []) mountMap.set(m.id, m);
+  for (const m of mounts) mountMap.set(m.id, m);
+  return { version: 1, exports, records: [...records.values()], layers: [...layers.values()].filter((l) => used.has(l.diffId)), mounts: [...mountMap.values()] };
+}
+
+function manifestFor(configBytes: Buffer, index: CacheIndex): Buffer {
+  const manifest = {
+    schemaVersion: 2,
+    mediaType: OCI_MANIFEST,
+    artifactType: CACHE_ARTIFACT_TYPE,
+    config: { mediaType: CACHE_CONFIG_TYPE, digest: 'sha256:' + sha256Hex(configBytes), size: configBytes.length },
+    layers: [
+      ...index.layers.map((l) => ({ mediaType: l.mediaType, digest: l.digest, size: l.size })),
+      ...index.mounts.map((m) => ({ mediaType: m.mediaType, digest: m.digest, size: m.size, annotations: { 'dev.strata.cache.mount': m.id } })),
+    ],
+  };
+  return Buffer.from(JSON.stringify(manifest));
+}
+
+/** Writes the export to an OCI layout folder: new blobs only, the index swapped in last. */
+export async function exportToLocal(store: Store, dir: string, req: ExportRequest, mounts: ExportedMount[], exportId: string): Promise<{ blobsWritten: number; index: CacheIndex }> {
+  mkdirSync(join(dir, 'blobs', 'sha256'), { recursive: true });
+  const lock = lockDir(dir);
+  try {
+    let old: CacheIndex | undefined;
+    try {
+      old = await readCacheIndex({ kind: 'local', dir }, undefined as unknown as RegistryClient);
+    } catch {
+      old = undefined;
+    }
+    const index = mergeIndex(old, req, mounts, exportId, store.now());
+    let blobsWritten = 0;
+    const put = async (digest: string, from: string) => {
+      const dest = join(dir, 'blobs', 'sha256', hexOf(digest));
+      if (existsSync(dest)) return;
+      const tmp = `${dest}.tmp-${process.pid}`;
+      await copyFile(from, tmp);
+      await rename(tmp, dest);
+      blobsWritten++;
+    };
+    for (const l of index.layers) if (store.hasBlob(l.digest)) await put(l.digest, store.blobPath(l.digest));
+    for (const m of mounts) await put(m.digest, store.blobPath(m.digest));
+    const configBytes = Buffer.from(JSON.stringify(index));
+    const manifest = manifestFor(configBytes, index);
+    const writeBlob = (data: Buffer) => {
+      const hex = sha256Hex(data);
+      const dest = join(dir, 'blobs', 'sha256', hex);
+      if (!existsSync(dest)) {
+        writeFileSync(`${dest}.tmp-${process.pid}`, data);
+        renameSync(`${dest}.tmp-${process.pid}`, dest);
+        blobsWritten++;
+      }
+      return 'sha256:' + hex;
+    };
+    writeBlob(configBytes);
+    const manifestDigest = writeBlob(manifest);
+    writeFileSync(join(dir, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
+    const ociIndex = {
+      schemaVersion: 2,
+      mediaType: OCI_INDEX,
+      manifests: [{ mediaType: OCI_MANIFEST, digest: manifestDigest, size: manifest.length, artifactType: CACHE_ARTIFACT_TYPE, annotations: { 'org.opencontainers.image.ref.name': 'strata-cache' } }],
+    };
+    writeFileSync(join(dir, `index.json.tmp-${process.pid}`), JSON.stringify(ociIndex));
+    renameSync(join(dir, `index.json.tmp-${process.pid}`), join(dir, 'index.json'));
+    // Blobs no record, mount or the new manifest references any more.
+    const live = new Set([...index.layers.map((l) => hexOf(l.digest)), ...index.mounts.map((m) => hexOf(m.digest)), hexOf(manifestDigest), sha256Hex(configBytes)]);
+    for (const name of readdirSync(join(dir, 'blobs', 'sha256'))) {
+      if (!live.has(name)) rmSync(join(dir, 'blobs', 'sha256', name), { force: true });
+    }
+    return { blobsWritten, index };
+  } finally {
+    lock.release();
+  }
+}
+
+
+/** Pushes the export to a registry as one OCI artifact under `ref` (last writer wins, never a mix). */
+export async function exportToRegistry(store: Store, client: RegistryClient, refText: string, req: ExportRequest, mounts: ExportedMount[], exportId: string): Promise<{ index: CacheIndex }> {
+  const ref: ImageReference = parseReference(refText);
+  let old: CacheIndex | undefined;
+  try {
+    old = await readCacheIndex({ kind: 'registry', ref: refText }, client);
+  } catch {
+    old = undefined;
+  }
+  const index = mergeIndex(old, req, mounts, exportId, store.now());
+  // Records kept from an older export whose blobs we do not hold are dropped unless the registry has them.
+  for (const l of index.layers) {
+    if (store.hasBlob(l.digest)) await client.pushBlob(ref, l.digest, l.size, store.blobPath(l.digest));
+    else if (!(await client.blobExists(ref, l.digest))) {
+      index.records = index.records.filter((r) => !r.chain.includes(l.diffId));
+    }
+  }
+  const usedLayers = new Set(index.records.flatMap((r) => r.chain));
+  index.layers = index.layers.filter((l) => usedLayers.has(l.diffId));
+  for (const m of index.mounts) {
+    if (store.hasBlob(m.digest)) await client.pushBlob(ref, m.digest, m.size, store.blobPath(m.digest));
+  }
+  const configBytes = Buffer.from(JSON.stringify(index));
+  const configDigest = 'sha256:' + sha256Hex(configBytes);
+  await client.pushBlob(ref, configDigest, configBytes.length, () => Readable.from([configBytes]));
+  const manifest = manifestFor(configBytes, index);
+  await client.putManifest(ref, ref.tag ?? 'latest', manifest, OCI_MANIFEST);
+  return { index };
+}

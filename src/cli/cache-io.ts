@@ -1,0 +1,119 @@
+// `--cache-to` / `--cache-from` (buildx syntax) and the work behind them, shared by `strata build`
+// and `strata cache export|import`.
+import { randomBytes } from 'node:crypto';
+import { resolve } from 'node:path';
+import { StrataError } from '../errors.js';
+import type { LayerInfo, Store } from '../cache/store.js';
+import { packCacheMount } from '../cache/cache-mounts.js';
+import { exportToLocal, exportToRegistry, importCache, type CacheSource, type ExportedMount, type ImportResult } from '../cache/remote.js';
+import type { RegistryClient } from '../registry/client.js';
+import type { Materializer } from '../solver/materialize.js';
+import { parseKv } from './build-options.js';
+
+export interface CacheToSpec {
+  dest: CacheSource;
+  mode: 'min' | 'max';
+  mounts: 'none' | 'all' | string[];
+  compression: 'gzip' | 'zstd';
+  keep: number;
+}
+
+export interface CacheFromSpec {
+  source: CacheSource;
+  mounts: 'none' | 'all' | string[];
+}
+
+function mountsOpt(v: string | undefined): 'none' | 'all' | string[] {
+  if (v === undefined || v === '' || v === 'none') return 'none';
+  if (v === 'all' || v === 'true') return 'all';
+  return v.split(/[;:]/).flatMap((x) => x.split(',')).filter(Boolean);
+}
+
+function sourceOf(kv: Map<string, string>, flag: string, dirKey: 'src' | 'dest'): CacheSource {
+  const type = kv.get('type') ?? (kv.has('ref') ? 'registry' : 'local');
+  if (type === 'local') {
+    const dir = kv.get(dirKey) ?? kv.get(dirKey === 'src' ? 'source' : 'destination');
+    if (!dir) throw new StrataError('BAD_FLAG', `${flag} type=local needs ${dirKey}=DIR`);
+    return { kind: 'local', dir: resolve(dir) };
+  }
+  if (type === 'registry') {
+    const ref = kv.get('ref');
+    if (!ref) throw new StrataError('BAD_FLAG', `${flag} type=registry needs ref=HOST/REPO:TAG`);
+    return { kind: 'registry', ref };
+  }
+  throw new StrataError('BAD_FLAG', `${flag}: cache type "${type}" is not supported`, { hint: 'use type=local or type=registry' });
+}
+
+/** Splits `mounts=a,b` out first: its commas are not field separators. */
+function preSplit(value: string): { rest: string; mounts?: string } {
+  const m = /(^|,)mounts=([^=]*?)(?=,[a-z-]+=|$)/.exec(value);
+  if (!m) return { rest: value };
+  return { rest: (value.slice(0, m.index) + value.slice(m.index + m[0].length)).replace(/^,|,$/g, ''), mounts: m[2] };
+}
+
+export function parseCacheTo(value: string): CacheToSpec {
+  const { rest, mounts } = preSplit(value);
+  const kv = parseKv(rest, '--cache-to');
+  const mode = kv.get('mode') ?? 'min';
+  if (mode !== 'min' && mode !== 'max') throw new StrataError('BAD_FLAG', `--cache-to mode=${mode}: use min or max`);
+  const compression = kv.get('compression') ?? 'gzip';
+  if (compression !== 'gzip' && compression !== 'zstd') throw new StrataError('BAD_FLAG', `--cache-to compression=${compression}: use gzip or zstd`);
+  const keep = Number(kv.get('keep') ?? '3');
+  if (!Number.isInteger(keep) || keep < 1) throw new StrataError('BAD_FLAG', `--cache-to keep=${kv.get('keep')}: a whole number of builds, 1 or more`);
+  return { dest: sourceOf(kv, '--cache-to', 'dest'), mode, mounts: mountsOpt(mounts), compression, keep };
+}
+
+export function parseCacheFrom(value: string): CacheFromSpec {
+  const { rest, mounts } = preSplit(value.includes('=') ? value : `type=registry,ref=${value}`);
+  const kv = parseKv(rest, '--cache-from');
+  return { source: sourceOf(kv, '--cache-from', 'src'), mounts: mounts === undefined ? 'all' : mountsOpt(mounts) };
+}
+
+export async function runImports(store: Store, client: RegistryClient, specs: CacheFromSpec[], warn: (m: string) => void): Promise<ImportResult[]> {
+  const out: ImportResult[] = [];
+  for (const s of specs) {
+    try {
+      const r = await importCache(store, s.source, client, { mounts: s.mounts });
+      if (!r) warn(`--cache-from ${describe(s.source)}: no cache there yet`);
+      else out.push(r);
+    } catch (e) {
+      // A cache that cannot be read is refused; the build goes on without it.
+      warn(`--cache-from ${describe(s.source)}: ${e instanceof Error ? e.message : String(e)} (ignored)`);
+    }
+  }
+  return out;
+}
+
+export function describe(s: CacheSource): string {
+  return s.kind === 'local' ? `type=local,src=${s.dir}` : `type=registry,ref=${s.ref}`;
+}
+
+export interface ExportInput {
+  records: { key: string; chain: LayerInfo[]; description: string }[];
+  mountIds: string[];
+}
+
+export async function runExport(store: Store, client: RegistryClient, materializer: Materializer, spec: CacheToSpec, input: ExportInput): Promise<{ records: number; mounts: number; blobsWritten?: number }> {
+  const records = [];
+  for (const r of input.records) {
+    await materializer.blobsOf(r.chain);
+    const row = store.db.prepare('SELECT created FROM cache_records WHERE key=?').get(r.key) as { created: number } | undefined;
+    records.push({ key: r.key, chain: r.chain, created: row?.created ?? store.now(), description: r.description });
+  }
+  const wanted = spec.mounts === 'none' ? [] : spec.mounts === 'all' ? input.mountIds : spec.mounts;
+  const mounts: ExportedMount[] = [];
+  for (const id of [...new Set(wanted)]) {
+    const known = store.db.prepare('SELECT 1 FROM cache_mounts WHERE id=?').get(id);
+    if (!known) continue;
+    const p = await packCacheMount(store, id, spec.compression);
+    mounts.push({ id, digest: p.digest, size: p.size, mediaType: p.mediaType, sharing: p.sharing, created: p.created, lastUsed: p.lastUsed });
+  }
+  const exportId = randomBytes(6).toString('hex');
+  const req = { records, mounts: wanted, compression: spec.compression, keep: spec.keep };
+  if (spec.dest.kind === 'local') {
+    const r = await exportToLocal(store, spec.dest.dir, req, mounts, exportId);
+    return { records: r.index.records.length, mounts: mounts.length, blobsWritten: r.blobsWritten };
+  }
+  const r = await exportToRegistry(store, client, spec.dest.ref, req, mounts, exportId);
+  return { records: r.index.records.length, mounts: mounts.length };
+}

@@ -1,0 +1,100 @@
+// Layers a step needs on disk. A cache hit only needs its layers to be obtainable; the content is
+// fetched (from the store's blob, or from the imported cache that listed it) and unpacked only
+// when a step runs on top of it or an output needs it.
+import { createReadStream } from 'node:fs';
+import { mkdir, rm } from 'node:fs/promises';
+import { StrataError } from '../errors.js';
+import type { LayerInfo, Store } from '../cache/store.js';
+import { fetchCacheBlob, type CacheSource } from '../cache/remote.js';
+import type { RegistryClient } from '../registry/client.js';
+import { extractLayer } from '../snapshot/extract.js';
+
+/** A layer from an imported cache failed verification; the build retries without those records. */
+export class BadCacheLayer extends StrataError {
+  constructor(
+    readonly diffId: string,
+    cause: StrataError,
+  ) {
+    super('CACHE_CORRUPT', cause.message, { hint: cause.hint, cause });
+  }
+}
+
+export class Materializer {
+  private readonly unpacking = new Map<string, Promise<void>>();
+  private readonly fetching = new Map<string, Promise<void>>();
+
+  constructor(
+    private readonly store: Store,
+    private readonly client: RegistryClient,
+  ) {}
+
+  private source(diffId: string): CacheSource | undefined {
+    const r = this.store.db.prepare('SELECT source FROM layer_sources WHERE diff_id=?').get(diffId) as { source: string } | undefined;
+    return r ? (JSON.parse(r.source) as CacheSource) : undefined;
+  }
+
+  /** Whether the layer is here or can be fetched. */
+  available(l: LayerInfo): boolean {
+    return this.store.layerReady(l.diffId) || this.store.hasBlob(l.digest) || this.source(l.diffId) !== undefined;
+  }
+
+  ensureBlob(l: LayerInfo): Promise<void> {
+    if (this.store.hasBlob(l.digest)) return Promise.resolve();
+    let p = this.fetching.get(l.digest);
+    if (!p) {
+      p = (async () => {
+        const src = this.source(l.diffId);
+        if (!src) throw new StrataError('BLOB_MISSING', `layer ${l.diffId} has no content in the store and no cache to fetch it from`, { hint: 'run `strata doctor`, or build with --no-cache' });
+        try {
+          await fetchCacheBlob(this.store, src, l.digest, l.mediaType, this.client);
+        } catch (e) {
+          if (e instanceof StrataError && e.code === 'CACHE_CORRUPT') throw new BadCacheLayer(l.diffId, e);
+          throw e;
+        }
+      })();
+      this.fetching.set(l.digest, p);
+    }
+    return p;
+  }
+
+  ensureUnpacked(l: LayerInfo): Promise<void> {
+    if (this.store.layerReady(l.diffId)) return Promise.resolve();
+    let p = this.unpacking.get(l.diffId);
+    if (!p) {
+      p = (async () => {
+        await this.ensureBlob(l);
+        const dir = this.store.tmpPath('unpack');
+        await mkdir(dir, { recursive: true });
+        try {
+          const r = await extractLayer(createReadStream(this.store.blobPath(l.digest)), dir, { label: `cached layer ${l.digest.slice(0, 19)}` });
+          if (r.diffId !== l.diffId) {
+            throw new BadCacheLayer(l.diffId, new StrataError('CACHE_CORRUPT', `cached layer ${l.digest} unpacks to ${r.diffId}, not ${l.diffId}`));
+          }
+        } catch (e) {
+          await rm(dir, { recursive: true, force: true });
+          throw e;
+        }
+        await this.store.adoptLayer(dir, l);
+        this.store.db.prepare('DELETE FROM layer_sources WHERE diff_id=?').run(l.diffId);
+      })();
+      this.unpacking.set(l.diffId, p);
+    }
+    return p;
+  }
+
+  async unpackChain(chain: LayerInfo[]): Promise<void> {
+    await Promise.all(chain.map((l) => this.ensureUnpacked(l)));
+  }
+
+  async blobsOf(chain: LayerInfo[]): Promise<void> {
+    await Promise.all(chain.map((l) => this.ensureBlob(l)));
+  }
+}
+
+/** Forgets every cache record built on a layer that failed verification. */
+export function dropBadLayer(store: Store, diffId: string): number {
+  const n = store.db.prepare('DELETE FROM cache_records WHERE chain LIKE ?').run(`%${diffId}%`).changes;
+  store.db.prepare('DELETE FROM layer_sources WHERE diff_id=?').run(diffId);
+  if (!store.layerReady(diffId)) store.db.prepare('DELETE FROM layers WHERE diff_id=?').run(diffId);
+  return n;
+}
