@@ -122,7 +122,6 @@ function emittedName(n: FsNode): string {
 
 type Planned = { header: TarHeader; source?: Buffer };
 
-
 /** Every tar entry, in order, with where a file's bytes come from. */
 function plan(root: FsNode, upper: string, sourceDateEpoch: number | undefined): Planned[] {
   const out: Planned[] = [];
