@@ -92,7 +92,7 @@ export function manifestMediaType(image: ImageData): string {
 }
 
 /** The image's creation time as a Date (for tar mtimes), or the epoch when unknown. */
-export function imageCreated(image: ImageData): Date {
+export function imageCreated(image: Pick<ImageData, 'config'>): Date {
   try {
     const created = parseImageConfig(image.config).created;
     const t = created ? Date.parse(created) : NaN;
@@ -100,4 +100,59 @@ export function imageCreated(image: ImageData): Date {
   } catch {
     return new Date(0);
   }
+}
+
+/** A multi-platform image: an index plus every manifest it lists. */
+export interface ExportIndex {
+  index: Buffer;
+  indexDigest: string;
+  images: ExportImage[];
+}
+
+/** What the OCI exporters and push accept. */
+export type ExportTarget = ExportImage | ExportIndex;
+
+export function isExportIndex(t: ExportTarget): t is ExportIndex {
+  return (t as ExportIndex).index !== undefined && Array.isArray((t as ExportIndex).images);
+}
+
+/** One blob an exporter has to write: a file from a store, or bytes in memory. */
+export interface PlannedBlob {
+  digest: string;
+  size: number;
+  file?: string;
+  bytes?: Buffer;
+}
+
+/**
+ * Every blob of the target once, in dependency order (layers, configs, manifests, index), and the
+ * descriptor of its top object. Checks the parts first (see checkImage).
+ */
+export async function planExport(t: ExportTarget): Promise<{ top: Descriptor; blobs: PlannedBlob[] }> {
+  const images = isExportIndex(t) ? t.images : [t];
+  for (const img of images) await checkImage(img);
+  const seen = new Set<string>();
+  const blobs: PlannedBlob[] = [];
+  const add = (b: PlannedBlob): void => {
+    if (seen.has(b.digest)) return;
+    seen.add(b.digest);
+    blobs.push(b);
+  };
+  for (const img of images) for (const l of img.layers) add({ digest: l.digest, size: l.size, file: img.blobs.path(l.digest) });
+  for (const img of images) add({ digest: img.configDigest, size: img.config.length, bytes: img.config });
+  for (const img of images) add({ digest: img.manifestDigest, size: img.manifest.length, bytes: img.manifest });
+  if (!isExportIndex(t)) {
+    return { top: { mediaType: declaredMediaType(t.manifest), digest: t.manifestDigest, size: t.manifest.length }, blobs };
+  }
+  if (digestOf(t.indexDigest, t.index) !== t.indexDigest) {
+    throw new StrataError('DIGEST_MISMATCH', `index bytes do not hash to ${t.indexDigest}`, { hint: 'this is a bug in the caller' });
+  }
+  const listed = (JSON.parse(t.index.toString('utf8')) as { manifests?: Descriptor[] }).manifests ?? [];
+  for (const d of listed) {
+    if (!seen.has(d.digest)) {
+      throw new StrataError('INVALID_IMAGE', `the index lists manifest ${d.digest} but no image for it was given`, { hint: 'this is a bug in the caller' });
+    }
+  }
+  add({ digest: t.indexDigest, size: t.index.length, bytes: t.index });
+  return { top: { mediaType: declaredMediaType(t.index), digest: t.indexDigest, size: t.index.length }, blobs };
 }

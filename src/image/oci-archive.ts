@@ -3,10 +3,10 @@
 import { StrataError } from '../errors.js';
 import { digestAlgorithm, digestHex } from '../registry/digest.js';
 import { MediaTypes, type Descriptor, type Index } from '../registry/media-types.js';
-import { checkImage, imageCreated, type ExportImage } from './image-data.js';
+import { imageCreated, isExportIndex, planExport, type ExportTarget } from './image-data.js';
 import { OCI_LAYOUT_FILE } from './oci-layout.js';
 import { createTarWriter } from './tar-writer.js';
-import { Annotations, declaredMediaType } from './types.js';
+import { Annotations } from './types.js';
 
 export interface OciArchiveOptions {
   /**
@@ -22,30 +22,26 @@ function blobName(digest: string): string {
   return `blobs/${digestAlgorithm(digest)}/${digestHex(digest)}`;
 }
 
-export async function writeOciArchive(file: string, image: ExportImage, opts: OciArchiveOptions = {}): Promise<void> {
-  await checkImage(image);
+export async function writeOciArchive(file: string, image: ExportTarget, opts: OciArchiveOptions = {}): Promise<void> {
+  const plan = await planExport(image);
   const annotations: Record<string, string> = {};
   if (opts.imageName) annotations[Annotations.containerdImageName] = opts.imageName;
   if (opts.refName) annotations[Annotations.refName] = opts.refName;
-  const desc: Descriptor = { mediaType: declaredMediaType(image.manifest), digest: image.manifestDigest, size: image.manifest.length };
+  const desc: Descriptor = { ...plan.top };
   if (Object.keys(annotations).length) desc.annotations = annotations;
   const index: Index = { schemaVersion: 2, mediaType: MediaTypes.ociIndex, manifests: [desc] };
 
-  const tw = createTarWriter(file, imageCreated(image));
+  const tw = createTarWriter(file, imageCreated(isExportIndex(image) ? (image.images[0] ?? { config: Buffer.from('{}') }) : image));
   try {
     await tw.addBuffer('oci-layout', Buffer.from(OCI_LAYOUT_FILE));
     await tw.addBuffer('index.json', Buffer.from(JSON.stringify(index)));
     await tw.addDirectory('blobs');
-    const algos = new Set([image.manifestDigest, image.configDigest, ...image.layers.map((l) => l.digest)].map(digestAlgorithm));
+    const algos = new Set(plan.blobs.map((b) => digestAlgorithm(b.digest)));
     for (const a of [...algos].sort()) await tw.addDirectory(`blobs/${a}`);
-    const written = new Set<string>();
-    for (const layer of image.layers) {
-      if (written.has(layer.digest)) continue;
-      written.add(layer.digest);
-      await tw.addFile(blobName(layer.digest), image.blobs.path(layer.digest), layer.size);
+    for (const blob of plan.blobs) {
+      if (blob.file !== undefined) await tw.addFile(blobName(blob.digest), blob.file, blob.size);
+      else await tw.addBuffer(blobName(blob.digest), blob.bytes!);
     }
-    if (!written.has(image.configDigest)) await tw.addBuffer(blobName(image.configDigest), image.config);
-    await tw.addBuffer(blobName(image.manifestDigest), image.manifest);
     await tw.finish();
   } catch (e) {
     await tw.abort();

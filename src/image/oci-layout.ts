@@ -2,14 +2,14 @@
 // (merging with what is there) and reading an image back out of one, digests verified.
 import { createReadStream } from 'node:fs';
 import { copyFile, link, mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { StrataError } from '../errors.js';
 import { digestAlgorithm, digestHex, hasherFor } from '../registry/digest.js';
 import { MediaTypes, isIndexMediaType, type Descriptor, type Index } from '../registry/media-types.js';
 import { formatPlatform, selectPlatform, type PlatformSpec } from '../registry/platform.js';
 import { validateDigest } from '../registry/reference.js';
-import { checkImage, missingBlob, readBlob, type BlobSource, type ExportImage } from './image-data.js';
+import { checkImage, missingBlob, planExport, readBlob, type BlobSource, type ExportImage, type ExportTarget } from './image-data.js';
 import { Annotations, declaredMediaType, parseIndex, parseManifest } from './types.js';
 
 export const OCI_LAYOUT_FILE = JSON.stringify({ imageLayoutVersion: '1.0.0' });
@@ -88,11 +88,12 @@ async function readLayoutIndex(dir: string): Promise<Index | undefined> {
 }
 
 /**
- * Writes `image` into the OCI layout at `dir` (created if needed). An existing layout is merged:
- * blobs are added, and the index entry with the same ref name is replaced.
+ * Writes `image` (one manifest, or an index with its per-platform images) into the OCI layout at
+ * `dir` (created if needed). An existing layout is merged: blobs are added, and the index entry
+ * with the same ref name is replaced.
  */
-export async function writeOciLayout(dir: string, image: ExportImage, opts: WriteLayoutOptions = {}): Promise<Descriptor> {
-  await checkImage(image);
+export async function writeOciLayout(dir: string, image: ExportTarget, opts: WriteLayoutOptions = {}): Promise<Descriptor> {
+  const plan = await planExport(image);
   await mkdir(join(dir, 'blobs', 'sha256'), { recursive: true });
 
   const existingLayout = await readFile(join(dir, 'oci-layout'), 'utf8').catch(() => undefined);
@@ -110,19 +111,17 @@ export async function writeOciLayout(dir: string, image: ExportImage, opts: Writ
     await writeAtomic(join(dir, 'oci-layout'), OCI_LAYOUT_FILE);
   }
 
-  for (const layer of image.layers) {
-    await mkdir(join(dir, 'blobs', digestAlgorithm(layer.digest)), { recursive: true });
-    await placeBlob(layer.digest, image.blobs.path(layer.digest), layoutBlobPath(dir, layer.digest), layer.size, opts.copy ?? false);
-  }
-  for (const [digest, bytes] of [[image.configDigest, image.config], [image.manifestDigest, image.manifest]] as const) {
-    const p = layoutBlobPath(dir, digest);
-    if (!(await existsWithSize(p, bytes.length))) await writeAtomic(p, bytes);
+  for (const blob of plan.blobs) {
+    const dst = layoutBlobPath(dir, blob.digest);
+    await mkdir(dirname(dst), { recursive: true });
+    if (blob.file !== undefined) await placeBlob(blob.digest, blob.file, dst, blob.size, opts.copy ?? false);
+    else if (!(await existsWithSize(dst, blob.size))) await writeAtomic(dst, blob.bytes!);
   }
 
   const annotations: Record<string, string> = {};
   if (opts.imageName) annotations[Annotations.containerdImageName] = opts.imageName;
   if (opts.refName) annotations[Annotations.refName] = opts.refName;
-  const desc: Descriptor = { mediaType: declaredMediaType(image.manifest), digest: image.manifestDigest, size: image.manifest.length };
+  const desc: Descriptor = { ...plan.top };
   if (Object.keys(annotations).length) desc.annotations = annotations;
 
   const index = (await readLayoutIndex(dir)) ?? { schemaVersion: 2, mediaType: MediaTypes.ociIndex, manifests: [] };
@@ -263,4 +262,40 @@ export async function readOciLayout(dir: string, tagOrDigest?: string, opts: Rea
     }
     desc = pick;
   }
+}
+
+export interface OciLayoutReference {
+  dir: string;
+  tag?: string;
+  digest?: string;
+}
+
+/**
+ * Splits BuildKit's `oci-layout://DIR[:TAG][@sha256:DIGEST]` (the scheme is optional here). A ':'
+ * counts as a tag separator only after the last '/', so `./a:b/layout` stays a directory.
+ */
+export function parseOciLayoutReference(s: string): OciLayoutReference {
+  let rest = s.startsWith('oci-layout://') ? s.slice('oci-layout://'.length) : s;
+  const bad = (why: string): StrataError => new StrataError('INVALID_REFERENCE', `invalid OCI layout reference "${s}": ${why}`, {
+    hint: 'write oci-layout://DIR, oci-layout://DIR:TAG or oci-layout://DIR@sha256:DIGEST',
+  });
+  const out: OciLayoutReference = { dir: '' };
+  const at = rest.lastIndexOf('@');
+  if (at >= 0 && rest.slice(at + 1).includes(':')) {
+    const digest = rest.slice(at + 1);
+    const why = validateDigest(digest);
+    if (why) throw bad(why);
+    out.digest = digest;
+    rest = rest.slice(0, at);
+  }
+  const colon = rest.lastIndexOf(':');
+  if (colon > rest.lastIndexOf('/') && colon >= 0) {
+    const tag = rest.slice(colon + 1);
+    if (!/^[\w][\w.-]{0,127}$/.test(tag)) throw bad(`bad tag "${tag}"`);
+    out.tag = tag;
+    rest = rest.slice(0, colon);
+  }
+  if (rest === '') throw bad('the directory is missing');
+  out.dir = rest;
+  return out;
 }

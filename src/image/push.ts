@@ -1,15 +1,17 @@
-// Pushing an image to one or more references: blobs first (skipped when present, mounted from the
-// first repository when several share a registry), then the manifest under every tag.
+// Pushing an image (or a multi-platform index) to one or more references: blobs first (skipped when
+// present, mounted from the first repository when several share a registry), then per-platform
+// manifests by digest, then the top manifest or index under every tag.
 import { Readable } from 'node:stream';
 import { StrataError } from '../errors.js';
 import type { RegistryClient } from '../registry/client.js';
 import { formatReference, type ImageReference } from '../registry/reference.js';
-import { checkImage, type ExportImage } from './image-data.js';
+import { isExportIndex, planExport, type ExportTarget } from './image-data.js';
 import { declaredMediaType } from './types.js';
 
 export interface PushResult {
+  /** Digest of what the tags point at (the manifest, or the index). */
   digest: string;
-  /** Every reference pushed, with the digest it now points at. */
+  /** Every reference pushed, as `registry/repo:tag@digest`. */
   pushed: string[];
 }
 
@@ -21,45 +23,44 @@ async function inParallel<T>(items: readonly T[], limit: number, fn: (item: T) =
   await Promise.all(workers);
 }
 
-export async function pushImage(client: RegistryClient, image: ExportImage, refs: readonly ImageReference[]): Promise<PushResult> {
+function bufferStream(buf: Buffer): Readable {
+  return Readable.from([buf]);
+}
+
+export async function pushImage(client: RegistryClient, image: ExportTarget, refs: readonly ImageReference[]): Promise<PushResult> {
   if (refs.length === 0) throw new StrataError('PUSH_FAILED', 'no reference to push to', { hint: 'give at least one name, like registry:5000/app:tag' });
-  await checkImage(image);
-  const mediaType = declaredMediaType(image.manifest);
+  const plan = await planExport(image);
+  const images = isExportIndex(image) ? image.images : [image];
+  const manifestDigests = new Set(images.map((i) => i.manifestDigest));
+  // Layers and configs are blobs; manifests (and the index) go through the manifest endpoint.
+  const blobs = plan.blobs.filter((b) => !manifestDigests.has(b.digest) && b.digest !== plan.top.digest);
+
   const repos = new Map<string, ImageReference>();
   for (const r of refs) repos.set(`${r.registry}/${r.repository}`, { registry: r.registry, repository: r.repository });
 
-  const pushedTo: ImageReference[] = [];
+  const done: ImageReference[] = [];
   for (const repo of repos.values()) {
-    const mountFrom = pushedTo.find((p) => p.registry === repo.registry);
-    const seen = new Set<string>();
-    const layers = image.layers.filter((l) => (seen.has(l.digest) ? false : (seen.add(l.digest), true)));
-    await inParallel(layers, 3, async (l) => {
-      await client.pushBlob(repo, l.digest, l.size, image.blobs.path(l.digest), mountFrom ? { mountFrom } : {});
+    const mountFrom = done.find((p) => p.registry === repo.registry);
+    await inParallel(blobs, 3, async (b) => {
+      const source = b.file !== undefined ? b.file : () => bufferStream(b.bytes!);
+      await client.pushBlob(repo, b.digest, b.size, source, mountFrom ? { mountFrom } : {});
     });
-    if (!seen.has(image.configDigest)) {
-      await client.pushBlob(repo, image.configDigest, image.config.length, () => bufferStream(image.config), mountFrom ? { mountFrom } : {});
+    if (isExportIndex(image)) {
+      for (const img of images) await client.putManifest(repo, img.manifestDigest, img.manifest, declaredMediaType(img.manifest));
     }
-    pushedTo.push(repo);
+    done.push(repo);
   }
 
+  const top = isExportIndex(image) ? image.index : image.manifest;
   const pushed: string[] = [];
   for (const ref of refs) {
-    if (ref.digest && ref.digest !== image.manifestDigest) {
-      throw new StrataError('PUSH_FAILED', `cannot push ${formatReference(ref)}: the image's digest is ${image.manifestDigest}`, {
+    if (ref.digest && ref.digest !== plan.top.digest) {
+      throw new StrataError('PUSH_FAILED', `cannot push ${formatReference(ref)}: the image's digest is ${plan.top.digest}`, {
         hint: 'push to a tag, or drop the @digest part of the name',
       });
     }
-    const digest = await client.putManifest(ref, ref.tag ?? image.manifestDigest, image.manifest, mediaType);
-    if (digest !== image.manifestDigest) {
-      throw new StrataError('DIGEST_MISMATCH', `registry ${ref.registry} recorded ${formatReference(ref)} as ${digest}, expected ${image.manifestDigest}`, {
-        hint: 'the registry rewrote the manifest',
-      });
-    }
+    const digest = await client.putManifest(ref, ref.tag ?? plan.top.digest, top, plan.top.mediaType);
     pushed.push(formatReference({ ...ref, digest }));
   }
-  return { digest: image.manifestDigest, pushed };
-}
-
-function bufferStream(buf: Buffer): Readable {
-  return Readable.from([buf]);
+  return { digest: plan.top.digest, pushed };
 }

@@ -11,9 +11,9 @@ import { gunzipSync } from 'node:zlib';
 import { StrataError } from '../../src/errors.js';
 import { buildIndex, platformOf } from '../../src/image/builders.js';
 import { writeDockerArchive } from '../../src/image/docker-archive.js';
-import type { ExportImage } from '../../src/image/image-data.js';
+import { imageFromManifest, type ExportImage, type ExportIndex } from '../../src/image/image-data.js';
 import { writeOciArchive } from '../../src/image/oci-archive.js';
-import { layoutBlobPath, readOciLayout, writeOciLayout } from '../../src/image/oci-layout.js';
+import { layoutBlobPath, layoutBlobSource, parseOciLayoutReference, readOciLayout, writeOciLayout } from '../../src/image/oci-layout.js';
 import { pushImage } from '../../src/image/push.js';
 import { MediaTypes, parseImageConfig } from '../../src/image/types.js';
 import { RegistryClient } from '../../src/registry/client.js';
@@ -241,4 +241,73 @@ test('pushImage: skopeo copies the pushed image back into a layout with the same
   } finally {
     await reg?.stop();
   }
+});
+
+async function twoPlatformIndex(): Promise<ExportIndex> {
+  const amd = await secondImage();
+  const layer = await writeLayer(store, [{ name: 'arch', content: 'arm64\n' }]);
+  const arm = assembleImage(store, { layers: [layer], architecture: 'arm64', variant: 'v8', config: { Cmd: ['cat', '/arch'] } });
+  const idx = buildIndex([amd, arm].map((img) => ({
+    mediaType: MediaTypes.ociManifest, digest: img.manifestDigest, size: img.manifest.length, platform: platformOf(parseImageConfig(img.config)),
+  })));
+  return { index: idx.bytes, indexDigest: idx.digest, images: [amd, arm] };
+}
+
+test('multi-platform: an index exports to a layout and an archive, and pushes', async () => {
+  const multi = await twoPlatformIndex();
+  const dir = join(work, 'multi-layout');
+  const desc = await writeOciLayout(dir, multi, { refName: 'multi' });
+  assert.equal(desc.mediaType, MediaTypes.ociIndex);
+  assert.equal(desc.digest, multi.indexDigest);
+  const raw = execFileSync('skopeo', ['inspect', '--raw', `oci:${dir}:multi`], { encoding: 'utf8' });
+  assert.equal(raw, multi.index.toString());
+  const armInspect = json<{ Digest: string; Architecture: string }>('skopeo', ['--override-arch', 'arm64', 'inspect', `oci:${dir}:multi`]);
+  assert.equal(armInspect.Architecture, 'arm64');
+  const arm = await readOciLayout(dir, 'multi', { platform: { os: 'linux', architecture: 'arm64' } });
+  assert.equal(arm.manifestDigest, multi.images[1]!.manifestDigest);
+  assert.equal(arm.indexDigest, multi.indexDigest);
+
+  const file = join(work, 'multi.tar');
+  await writeOciArchive(file, multi, { refName: 'multi' });
+  assert.equal(execFileSync('skopeo', ['inspect', '--raw', `oci-archive:${file}:multi`], { encoding: 'utf8' }), multi.index.toString());
+
+  let reg: TestRegistry | undefined;
+  try {
+    reg = await startRegistry();
+    const target = parseReference(`${reg.host}/multi/app:1`);
+    const res = await pushImage(new RegistryClient(), multi, [target]);
+    assert.equal(res.digest, multi.indexDigest);
+    const client = new RegistryClient();
+    const got = await client.resolve(target, { os: 'linux', architecture: 'arm64' });
+    assert.equal(got.digest, multi.images[1]!.manifestDigest);
+    assert.equal(got.indexDigest, multi.indexDigest);
+    assert.equal((await client.resolve(target)).digest, multi.images[0]!.manifestDigest);
+  } finally {
+    await reg?.stop();
+  }
+
+  // An index naming a manifest that was not handed over is refused before anything is written.
+  const partial: ExportIndex = { ...multi, images: [multi.images[0]!] };
+  await assert.rejects(writeOciLayout(join(work, 'partial'), partial), /no image for it was given/);
+});
+
+test('imageFromManifest assembles exporter input from a blob store', async () => {
+  const dir = join(work, 'from-manifest');
+  await writeOciLayout(dir, bb, { refName: 'x' });
+  const img = await imageFromManifest(layoutBlobSource(dir), bb.manifest);
+  assert.equal(img.manifestDigest, bb.manifestDigest);
+  assert.equal(img.configDigest, bb.configDigest);
+  assert.ok(img.config.equals(bb.config));
+  assert.deepEqual(img.layers, bb.layers);
+});
+
+test('parseOciLayoutReference splits oci-layout://DIR[:TAG][@DIGEST]', () => {
+  const d = 'sha256:' + 'c'.repeat(64);
+  assert.deepEqual(parseOciLayoutReference('oci-layout:///srv/layout'), { dir: '/srv/layout' });
+  assert.deepEqual(parseOciLayoutReference('oci-layout://./out:v1'), { dir: './out', tag: 'v1' });
+  assert.deepEqual(parseOciLayoutReference(`oci-layout:///srv/l@${d}`), { dir: '/srv/l', digest: d });
+  assert.deepEqual(parseOciLayoutReference(`oci-layout:///srv/l:t@${d}`), { dir: '/srv/l', tag: 't', digest: d });
+  assert.deepEqual(parseOciLayoutReference('oci-layout://./a:b/layout'), { dir: './a:b/layout' });
+  assert.throws(() => parseOciLayoutReference('oci-layout://'), (e: unknown) => e instanceof StrataError && e.code === 'INVALID_REFERENCE');
+  assert.throws(() => parseOciLayoutReference('oci-layout:///x@sha256:12'), /64/);
 });
