@@ -8,6 +8,7 @@ import { registerHistory } from './commands/history.js';
 import { registerDoctor } from './commands/doctor.js';
 import { registerDuPrune } from './commands/du-prune.js';
 import { registerMount } from './commands/mount.js';
+import { registerCache } from './commands/cache.js';
 
 export function buildProgram(): Command {
   const program = new Command();
@@ -24,6 +25,7 @@ export function buildProgram(): Command {
   registerDoctor(program);
   registerDuPrune(program);
   registerMount(program);
+  registerCache(program);
   registerDebug(program);
   return program;
 }

@@ -13,6 +13,7 @@ export type BuildEvent =
   | { type: 'status'; vertex: VertexRef; message: string; time: number }
   | { type: 'done'; vertex: VertexRef; time: number; durationMs: number }
   | { type: 'error'; vertex: VertexRef; time: number; message: string }
-  | { type: 'warning'; message: string; time: number };
+  | { type: 'warning'; message: string; time: number }
+  | { type: 'info'; message: string; time: number };
 
 export type EventSink = (e: BuildEvent) => void;

@@ -55,6 +55,9 @@ export function plainRenderer(write: (s: string) => void, startTime = Date.now()
       case 'warning':
         write(`WARNING: ${e.message}\n`);
         break;
+      case 'info':
+        write(`${e.message}\n`);
+        break;
     }
   };
 }

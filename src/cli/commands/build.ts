@@ -133,6 +133,7 @@ export async function runBuild(pathArg: string, flags: BuildFlags): Promise<stri
   const write = (s: string) => process.stderr.write(s);
   const events: EventSink = flags.quiet ? () => undefined : flags.progress === 'rawjson' ? jsonRenderer(write) : plainRenderer(write);
   const warn = (message: string) => events({ type: 'warning', message, time: Date.now() });
+  const info = (message: string) => events({ type: 'info', message, time: Date.now() });
   for (const w of parsed.warnings) warn(`${df.name}:${w.line}: ${w.message}`);
 
   const namedContexts: Record<string, NamedContext> = {};
@@ -207,7 +208,7 @@ export async function runBuild(pathArg: string, flags: BuildFlags): Promise<stri
     let runtime: Promise<Awaited<ReturnType<typeof detectRuntime>>> | undefined;
     if (cacheFrom.length) {
       for (const r of await runImports(store, bases.client, cacheFrom, warn)) {
-        if (r.mounts.length) warn(`imported cache: ${r.records} new records, cache mounts seeded: ${r.mounts.join(', ')}`);
+        info(`imported cache: ${r.records} new records, ${r.layers} layers listed, cache mounts seeded: ${r.mounts.length ? r.mounts.join(', ') : 'none'}`);
       }
     }
     const materializer = new Materializer(store, bases.client);
@@ -248,7 +249,7 @@ export async function runBuild(pathArg: string, flags: BuildFlags): Promise<stri
       }
     }
     statCache.flush();
-    if (flags.progress === 'plain') write(`context: read ${solver.contextBytesRead} bytes\n`);
+    info(`context: read ${solver.contextBytesRead} bytes`);
     const byVertex = new Map(solver.steps.map((s) => [s.vertex.id, s.result]));
     const image = await writeBuiltImage(store, {
       config: plan.target.config,
@@ -273,7 +274,7 @@ export async function runBuild(pathArg: string, flags: BuildFlags): Promise<stri
         records: stepsToExport.map((s) => ({ key: s.result.key, chain: s.result.chain, description: `${s.vertex.stepLabel} ${s.vertex.instruction}` })),
         mountIds,
       });
-      warn(`exported cache to ${describe(spec.dest)}: ${r.records} records, ${r.mounts} cache mount(s)`);
+      info(`exported cache to ${describe(spec.dest)}: ${r.records} records, ${r.mounts} cache mount(s)`);
     }
     status = 'done';
     return image.manifestDigest;
