@@ -49,12 +49,18 @@ export class Store {
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('synchronous = NORMAL');
     this.db.pragma('foreign_keys = ON');
-    this.db.exec(SCHEMA);
-    this.db.exec(SCHEMA_STAT_CACHE);
-    for (const [table, column, def] of ADDED_COLUMNS) {
-      const cols = this.db.prepare(`PRAGMA table_info(${table})`).all() as { name: string }[];
-      if (!cols.some((c) => c.name === column)) this.db.exec(`ALTER TABLE ${table} ADD COLUMN ${column} ${def}`);
-    }
+    // One write transaction: two processes opening a new or older store at once would otherwise
+    // both see a column missing and the second ALTER fails (`duplicate column name`).
+    this.db
+      .transaction(() => {
+        this.db.exec(SCHEMA);
+        this.db.exec(SCHEMA_STAT_CACHE);
+        for (const [table, column, def] of ADDED_COLUMNS) {
+          const cols = this.db.prepare(`PRAGMA table_info(${table})`).all() as { name: string }[];
+          if (!cols.some((c) => c.name === column)) this.db.exec(`ALTER TABLE ${table} ADD COLUMN ${column} ${def}`);
+        }
+      })
+      .immediate();
   }
 
   static open(root = defaultStoreRoot()): Store {
