@@ -186,6 +186,7 @@ export interface AuthOptions {
 export class Authenticator {
   private readonly challenges = new Map<string, Challenge>();
   private readonly tokens = new Map<string, CachedToken>();
+  private readonly pending = new Map<string, Promise<CachedToken>>();
   private readonly creds = new Map<string, Credentials | undefined>();
 
   constructor(private readonly opts: AuthOptions) {}
@@ -199,39 +200,49 @@ export class Authenticator {
   async cachedHeader(registry: string, scopes: readonly string[]): Promise<string | undefined> {
     const challenge = this.challenges.get(registry);
     if (!challenge) return undefined;
-    return this.headerFor(registry, scopes, challenge, false);
+    return this.headerFor(registry, scopes, challenge, undefined);
   }
 
-  /** Answers a 401: remembers the challenge and returns a fresh header, or undefined if we have nothing to offer. */
-  async onUnauthorized(registry: string, scopes: readonly string[], wwwAuthenticate: string | null): Promise<string | undefined> {
+  /**
+   * Answers a 401: remembers the challenge and returns a header to retry with (a new token unless a
+   * concurrent request already got one), or undefined if we have nothing to offer.
+   */
+  async onUnauthorized(registry: string, scopes: readonly string[], wwwAuthenticate: string | null, rejected?: string): Promise<string | undefined> {
     const all = parseWwwAuthenticate(wwwAuthenticate ?? '');
     const challenge = all.find((c) => c.scheme === 'bearer') ?? all.find((c) => c.scheme === 'basic');
     if (!challenge) return undefined;
     this.challenges.set(registry, challenge);
-    return this.headerFor(registry, scopes, challenge, true);
+    return this.headerFor(registry, scopes, challenge, rejected ?? '');
   }
 
-  private async headerFor(registry: string, scopes: readonly string[], challenge: Challenge, fresh: boolean): Promise<string | undefined> {
+  /** `rejected`: undefined = any valid cached token will do; a string = the header the registry refused. */
+  private async headerFor(registry: string, scopes: readonly string[], challenge: Challenge, rejected: string | undefined): Promise<string | undefined> {
     const creds = this.credentialsFor(registry);
     if (challenge.scheme === 'basic') {
       return creds && (creds.username !== undefined || creds.password !== undefined) ? basicHeader(creds) : undefined;
     }
     if (creds?.registryToken) return `Bearer ${creds.registryToken}`;
     const key = `${registry} ${[...scopes].sort().join(' ')}`;
+    const inFlight = this.pending.get(key);
+    if (inFlight) return (await inFlight).header;
     const now = Date.now();
-    if (!fresh) {
-      const exact = this.tokens.get(key);
-      if (exact && exact.expiresAt > now) return exact.header;
+    const exact = this.tokens.get(key);
+    if (exact && exact.expiresAt > now && exact.header !== rejected) return exact.header;
+    if (rejected === undefined) {
       // A token asked for with more actions (pull,push) also serves a pull of the same repository.
       const want = scopeGrants(scopes);
       for (const [k, t] of this.tokens) {
         if (k.startsWith(`${registry} `) && t.expiresAt > now && t.grants && covers(t.grants, want)) return t.header;
       }
     }
-    const token = await this.fetchToken(registry, scopes, challenge, creds);
-    token.grants = scopeGrants(scopes);
-    this.tokens.set(key, token);
-    return token.header;
+    // Concurrent requests for one scope share a single trip to the token service.
+    const fetching = this.fetchToken(registry, scopes, challenge, creds).then((token) => {
+      token.grants = scopeGrants(scopes);
+      this.tokens.set(key, token);
+      return token;
+    }).finally(() => this.pending.delete(key));
+    this.pending.set(key, fetching);
+    return (await fetching).header;
   }
 
   private async fetchToken(registry: string, scopes: readonly string[], challenge: Challenge, creds: Credentials | undefined): Promise<CachedToken> {

@@ -9,6 +9,7 @@ import { Readable, Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { randomBytes } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { StrataError } from '../errors.js';
 import { Authenticator, describeFetchError } from './auth.js';
 import { digestAlgorithm, digestOf, hasherFor } from './digest.js';
@@ -72,6 +73,12 @@ function pullScope(ref: ImageReference): string {
 
 function pushScope(ref: ImageReference): string {
   return `repository:${ref.repository}:pull,push`;
+}
+
+/** Connection failures worth one more try; refused connections and DNS failures are not. */
+function isTransient(e: unknown): boolean {
+  const code = (e as { cause?: { code?: string } }).cause?.code ?? '';
+  return ['ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'UND_ERR_SOCKET', 'UND_ERR_CONNECT_TIMEOUT', 'EAI_AGAIN'].includes(code);
 }
 
 function contentType(res: Response): string | undefined {
@@ -224,14 +231,15 @@ export class RegistryClient {
 
   /** PUTs a manifest or index under a tag or digest; returns its digest (checked against the registry's). */
   async putManifest(repo: ImageReference, tagOrDigest: string, bytes: Buffer, mediaType: string): Promise<string> {
-    const digest = digestOf(tagOrDigest.includes(':') ? tagOrDigest : 'sha256:', bytes);
-    if (tagOrDigest.includes(':') && digest !== tagOrDigest) {
+    const byDigest = tagOrDigest.includes(':');
+    const digest = digestOf(byDigest ? tagOrDigest : 'sha256:', bytes);
+    if (byDigest && digest !== tagOrDigest) {
       throw new StrataError('DIGEST_MISMATCH', `refusing to push a manifest as ${tagOrDigest}: its bytes hash to ${digest}`, {
         hint: 'this is a bug in the caller: the manifest bytes changed after their digest was computed',
       });
     }
-    const target = { registry: repo.registry, repository: repo.repository, tag: tagOrDigest };
-    const what = `pushing the manifest ${formatReference({ ...target, tag: tagOrDigest.includes(':') ? undefined : tagOrDigest, digest: tagOrDigest.includes(':') ? tagOrDigest : undefined })}`;
+    const name = `${repo.registry}/${repo.repository}${byDigest ? '@' : ':'}${tagOrDigest}`;
+    const what = `pushing the manifest ${name}`;
     const res = await this.request(repo, {
       method: 'PUT',
       path: `/v2/${repo.repository}/manifests/${tagOrDigest}`,
@@ -487,20 +495,35 @@ export class RegistryClient {
       } else if (body !== undefined) {
         init.body = body;
       }
-      try {
-        return await fetch(url, init);
-      } catch (e) {
-        if (body instanceof Readable) body.destroy();
-        throw this.unreachable(ref, url, o.what, e);
+      // Reads are idempotent: a dropped connection or a gateway hiccup is retried twice.
+      const idempotent = init.method === 'GET' || init.method === 'HEAD';
+      for (let attempt = 0; ; attempt++) {
+        try {
+          const res = await fetch(url, init);
+          if (idempotent && attempt < 2 && (res.status === 502 || res.status === 503 || res.status === 504)) {
+            await res.body?.cancel();
+            await sleep(200 * (attempt + 1));
+            continue;
+          }
+          return res;
+        } catch (e) {
+          if (idempotent && attempt < 2 && isTransient(e)) {
+            await sleep(200 * (attempt + 1));
+            continue;
+          }
+          if (body instanceof Readable) body.destroy();
+          throw this.unreachable(ref, url, o.what, e);
+        }
       }
     };
-    let res = await send(await this.auth.cachedHeader(ref.registry, o.scopes));
+    const first = await this.auth.cachedHeader(ref.registry, o.scopes);
+    let res = await send(first);
     if (res.status !== 401) return res;
     // The refused attempt may have left a half-read file stream open.
     lastBody?.destroy();
     const challenge = res.headers.get('www-authenticate');
     await res.body?.cancel();
-    const header = await this.auth.onUnauthorized(ref.registry, o.scopes, challenge);
+    const header = await this.auth.onUnauthorized(ref.registry, o.scopes, challenge, first);
     if (header === undefined) {
       const creds = this.auth.credentialsFor(ref.registry);
       throw new StrataError('REGISTRY_UNAUTHORIZED', `${o.what}: registry ${ref.registry} requires authentication and ${creds ? 'the stored credentials do not fit its auth scheme' : 'no credentials for it are configured'}`, {
