@@ -87,6 +87,15 @@ export const ADDED_COLUMNS: [table: string, column: string, definition: string][
 ];
 
 export const SCHEMA_STAT_CACHE = `
+-- Compressed copies of layers committed uncompressed.
+CREATE TABLE IF NOT EXISTS layer_variants (
+  diff_id TEXT NOT NULL,
+  compression TEXT NOT NULL,
+  digest TEXT NOT NULL,
+  size INTEGER NOT NULL,
+  media_type TEXT NOT NULL,
+  PRIMARY KEY (diff_id, compression)
+);
 -- Where a layer whose blob is not here yet can be fetched from (an imported cache).
 CREATE TABLE IF NOT EXISTS layer_sources (
   diff_id TEXT PRIMARY KEY,

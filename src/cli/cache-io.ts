@@ -9,6 +9,7 @@ import { exportToLocal, exportToRegistry, importCache, type CacheSource, type Ex
 import type { RegistryClient } from '../registry/client.js';
 import type { Materializer } from '../solver/materialize.js';
 import { parseKv } from './build-options.js';
+import { compressChain } from '../cache/variants.js';
 
 export interface CacheToSpec {
   dest: CacheSource;
@@ -97,6 +98,7 @@ export async function runExport(store: Store, client: RegistryClient, materializ
   const records = [];
   for (const r of input.records) {
     await materializer.blobsOf(r.chain);
+    r.chain = await compressChain(store, r.chain, spec.compression);
     const row = store.db.prepare('SELECT created FROM cache_records WHERE key=?').get(r.key) as { created: number } | undefined;
     records.push({ key: r.key, chain: r.chain, created: row?.created ?? store.now(), description: r.description });
   }

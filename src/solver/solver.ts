@@ -31,7 +31,7 @@ export interface SolverOptions {
   secrets: Record<string, string>;
   events: EventSink;
   jobs: number;
-  compression: 'gzip' | 'zstd';
+  compression: 'gzip' | 'zstd' | 'none';
   sourceDateEpoch?: number;
   runtime: () => Promise<Runtime>;
   buildId: string;

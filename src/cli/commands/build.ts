@@ -24,6 +24,7 @@ import { autoGc } from '../../cache/prune.js';
 import { formatSize, parseSize } from '../size.js';
 import { findPreviousBuild } from '../../cache/explain.js';
 import { Materializer, BadCacheLayer, dropBadLayer } from '../../solver/materialize.js';
+import { compressChain } from '../../cache/variants.js';
 import { parseCacheFrom, parseCacheTo, runExport, runImports, describe } from '../cache-io.js';
 import { PersistentStatCache } from '../../cache/stat-cache-store.js';
 
@@ -201,7 +202,8 @@ export async function runBuild(pathArg: string, flags: BuildFlags): Promise<stri
     if (sourceDateEpoch !== undefined && !Number.isInteger(sourceDateEpoch)) {
       throw new StrataError('BAD_FLAG', `SOURCE_DATE_EPOCH=${sde} is not a whole number of seconds`);
     }
-    const compression = outputs.some((o) => 'compression' in o && o.compression === 'zstd') ? 'zstd' : 'gzip';
+    // Layers are committed uncompressed; outputs and cache exports compress what they need.
+    const compression = 'none' as const;
     const ignore = loadIgnore(contextDir, df.path);
     statCache = new PersistentStatCache(store, Object.values(contextDirs));
     const previous = findPreviousBuild(store, { dockerfile: df.path ?? df.name, context: contextDir, target: plan.target.name, before: buildId });
@@ -251,22 +253,46 @@ export async function runBuild(pathArg: string, flags: BuildFlags): Promise<stri
     statCache.flush();
     info(`context: read ${solver.contextBytesRead} bytes`);
     const byVertex = new Map(solver.steps.map((s) => [s.vertex.id, s.result]));
-    const image = await writeBuiltImage(store, {
-      config: plan.target.config,
-      author: plan.target.author,
-      baseHistory: plan.target.base.history,
-      baseLayerCount: plan.target.base.diffIds.length,
-      steps: plan.target.history.map((h) => ({ entry: h.entry, addedLayer: h.vertex ? !!byVertex.get(h.vertex.id)?.addedLayer : false })),
-      chain: result.chain,
-      created: sourceDateEpoch !== undefined ? new Date(sourceDateEpoch * 1000) : new Date(),
-      platform,
-    });
+    const finalChain = result.chain;
+    // One image per layer encoding: the store keeps layers as committed; archives and registries
+    // get compressed blobs (gzip unless the output asks for zstd), as buildx does.
+    const images = new Map<string, Promise<BuiltImage>>();
+    const imageFor = (encoding: 'stored' | 'gzip' | 'zstd') => {
+      let p = images.get(encoding);
+      if (!p) {
+        p = (async () => {
+          await materializer.blobsOf(finalChain);
+          const chain = encoding === 'stored' ? finalChain : await compressChain(store, finalChain, encoding);
+          return writeBuiltImage(store, {
+            config: plan!.target.config,
+            author: plan!.target.author,
+            baseHistory: plan!.target.base.history,
+            baseLayerCount: plan!.target.base.diffIds.length,
+            steps: plan!.target.history.map((h) => ({ entry: h.entry, addedLayer: h.vertex ? !!byVertex.get(h.vertex.id)?.addedLayer : false })),
+            chain,
+            created: sourceDateEpoch !== undefined ? new Date(sourceDateEpoch * 1000) : new Date(),
+            platform,
+          });
+        })();
+        images.set(encoding, p);
+      }
+      return p;
+    };
+    let printed: string | undefined;
     for (const o of outputs) {
       if (o.type === 'cacheonly') continue;
-      if (o.type === 'local') await materializer.unpackChain(result.chain);
-      else await materializer.blobsOf(result.chain);
-      await runOutput(o, image, result.chain, store, bases, flags);
+      if (o.type === 'local') {
+        await materializer.unpackChain(finalChain);
+        await runOutput(o, await imageFor('stored'), finalChain, store, bases, flags);
+        continue;
+      }
+      const pushes = o.type === 'registry' || (o.type === 'image' && o.push);
+      const encoding = o.type === 'image' && !pushes ? 'stored' : ('compression' in o && o.compression) || 'gzip';
+      const image = await imageFor(encoding);
+      printed ??= image.manifestDigest;
+      await runOutput(o, image, finalChain, store, bases, flags);
     }
+    const image = { manifestDigest: printed ?? (await imageFor('stored')).manifestDigest };
     for (const spec of cacheTo) {
       const stepsToExport = solver.steps.filter((s) => spec.mode === 'max' || s.vertex.stage === plan!.target.name);
       const mountIds = plan.vertices.flatMap((v) => (v.op.kind === 'exec' ? v.op.mounts.filter((m) => m.type === 'cache').map((m) => (m as { id: string }).id) : []));
