@@ -84,6 +84,7 @@ export const ADDED_COLUMNS: [table: string, column: string, definition: string][
   ['cache_mounts', 'last_build', 'TEXT'],
   ['cache_mounts', 'builds', 'INTEGER NOT NULL DEFAULT 0'],
   ['cache_records', 'origin', 'TEXT'],
+  ['resolutions', 'head_digest', 'TEXT'],
 ];
 
 export const SCHEMA_STAT_CACHE = `

@@ -227,15 +227,20 @@ export class Store {
   }
 
   // ---- base image resolutions (tag -> digest), for offline builds ----
-  setResolution(ref: string, digest: string): void {
+  /** `digest` is the platform manifest; `headDigest` what the tag itself points at (an index, maybe). */
+  setResolution(ref: string, digest: string, headDigest?: string): void {
     this.db
-      .prepare('INSERT INTO resolutions(ref,digest,resolved_at) VALUES (?,?,?) ON CONFLICT(ref) DO UPDATE SET digest=excluded.digest, resolved_at=excluded.resolved_at')
-      .run(ref, digest, this.now());
+      .prepare(
+        'INSERT INTO resolutions(ref,digest,resolved_at,head_digest) VALUES (?,?,?,?) ON CONFLICT(ref) DO UPDATE SET digest=excluded.digest, resolved_at=excluded.resolved_at, head_digest=excluded.head_digest',
+      )
+      .run(ref, digest, this.now(), headDigest ?? null);
   }
 
-  resolution(ref: string): { digest: string; resolvedAt: number } | undefined {
-    const r = this.db.prepare('SELECT digest, resolved_at FROM resolutions WHERE ref=?').get(ref) as { digest: string; resolved_at: number } | undefined;
-    return r && { digest: r.digest, resolvedAt: r.resolved_at };
+  resolution(ref: string): { digest: string; resolvedAt: number; headDigest?: string } | undefined {
+    const r = this.db.prepare('SELECT digest, resolved_at, head_digest FROM resolutions WHERE ref=?').get(ref) as
+      | { digest: string; resolved_at: number; head_digest: string | null }
+      | undefined;
+    return r && { digest: r.digest, resolvedAt: r.resolved_at, headDigest: r.head_digest ?? undefined };
   }
 
   /** Removes temp files left by processes that no longer run (kill -9), unmounting their overlays first. */

@@ -111,11 +111,21 @@ export class BaseImages {
       manifest = await this.store.readBlob(digest);
     } else {
       try {
-        const r = await this.client.resolve(ref);
-        digest = r.digest;
-        manifest = r.manifest;
-        await this.store.putBlob(manifest, r.mediaType);
-        this.store.setResolution(name, digest);
+        // A HEAD request tells whether the tag still points where it did; only then is the
+        // manifest (or index) fetched again.
+        const last = this.store.resolution(name);
+        const head = last?.headDigest && this.store.hasBlob(last.digest) ? await this.client.headDigest(ref) : undefined;
+        if (head && last && head === last.headDigest) {
+          digest = last.digest;
+          manifest = await this.store.readBlob(digest);
+          this.store.setResolution(name, digest, head);
+        } else {
+          const r = await this.client.resolve(ref);
+          digest = r.digest;
+          manifest = r.manifest;
+          await this.store.putBlob(manifest, r.mediaType);
+          this.store.setResolution(name, digest, r.indexDigest ?? r.digest);
+        }
       } catch (e) {
         const last = this.store.resolution(name);
         const unreachable = e instanceof StrataError && /UNREACHABLE|NETWORK|CONNECT/i.test(e.code);
@@ -143,7 +153,8 @@ export class BaseImages {
    */
   declareLayers(img: ResolvedImage): LayerInfo[] {
     const o = img.origin;
-    const source = o.kind === 'registry' ? { kind: 'registry', ref: formatReference({ ...o.ref, tag: undefined, digest: img.manifestDigest }) } : o.kind === 'layout' ? { kind: 'local', dir: o.dir } : undefined;
+    // `image` marks a base image's layer: its failures are the image's, not a corrupt cache's.
+    const source = o.kind === 'registry' ? { kind: 'registry', ref: formatReference({ ...o.ref, tag: undefined, digest: img.manifestDigest }), image: img.name } : o.kind === 'layout' ? { kind: 'local', dir: o.dir, image: img.name } : undefined;
     const insLayer = this.store.db.prepare(
       'INSERT INTO layers(diff_id,blob_digest,size,media_type,unpacked,created,last_used) VALUES (?,?,?,?,0,?,?) ON CONFLICT(diff_id) DO NOTHING',
     );
