@@ -3,7 +3,7 @@
 import { resolve } from 'node:path';
 import { StrataError } from '../errors.js';
 import type { Store } from '../cache/store.js';
-import type { BuiltImage } from '../image/from-build.js';
+import type { BuiltImage } from '../solver/final-image.js';
 import type { ExportImage } from '../image/image-data.js';
 import { writeOciLayout } from '../image/oci-layout.js';
 import { writeOciArchive } from '../image/oci-archive.js';

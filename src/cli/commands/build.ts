@@ -13,7 +13,7 @@ import { BaseImages } from '../../solver/base-images.js';
 import { Solver } from '../../solver/solver.js';
 import { withChain } from '../../solver/mounts.js';
 import { detectRuntime } from '../../executor/runtime.js';
-import { writeBuiltImage, type BuiltImage } from '../../image/from-build.js';
+import { writeBuiltImage, type BuiltImage } from '../../solver/final-image.js';
 import { plainRenderer, jsonRenderer } from '../../progress/plain.js';
 import type { EventSink } from '../../progress/events.js';
 import { parseDockerignore, PatternMatcher } from '../../context/dockerignore.js';

@@ -1,9 +1,9 @@
-// The final image of a build: config (runtime config, rootfs diff ids, history lined up with the
+// The final image of a build (the solver's result assembled for the image exporters): config (runtime config, rootfs diff ids, history lined up with the
 // layers) and manifest, written into the store's content store.
 import type { Store, LayerInfo } from '../cache/store.js';
 import type { HistoryEntry, RuntimeConfig } from '../graph/config.js';
 import { canonicalJson } from '../graph/digest.js';
-import { toOciMediaType } from './types.js';
+import { toOciMediaType } from '../image/types.js';
 
 export interface BuiltImage {
   manifest: Buffer;
