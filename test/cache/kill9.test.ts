@@ -69,6 +69,12 @@ COPY c.txt /c.txt
   assert.match(again.stdout, /store is consistent/, 'a second doctor run finds nothing left to repair');
   assert.deepEqual(mountsUnder(t.env.store), [], 'no overlay mount is left under the store');
 
+  // Builds that died show as killed, never as still running.
+  const ls = JSON.parse(expectOk(await t.env.strata(['history', 'ls', '--format', 'json']), 'history ls').stdout) as { status: string }[];
+  const statuses = ls.map((b) => b.status);
+  assert.ok(statuses.every((s) => s === 'done' || s === 'killed'), statuses.join(', '));
+  assert.ok(statuses.filter((s) => s === 'killed').length <= killed);
+
   const rebuild = await t.ok(ctx);
   assert.equal(misses(rebuild.instructions), '', 'after the repair the last build is fully cached');
   assert.deepEqual(mountsUnder(t.env.store), []);

@@ -2,7 +2,7 @@
 import type { Command } from 'commander';
 import { resolve } from 'node:path';
 import { StrataError } from '../../errors.js';
-import { Store } from '../../cache/store.js';
+import { Store, pidAlive } from '../../cache/store.js';
 import type { StepInputs } from '../../cache/explain.js';
 
 interface BuildRow {
@@ -14,6 +14,7 @@ interface BuildRow {
   target: string;
   args: string;
   status: string;
+  pid: number | null;
 }
 
 interface StepRow {
@@ -27,6 +28,11 @@ interface StepRow {
   reason: string;
   duration_ms: number;
   inputs: string;
+}
+
+/** A build recorded as running whose process is gone was killed (kill -9, power loss). */
+function statusOf(b: BuildRow): string {
+  return b.status === 'running' && (b.pid === null || !pidAlive(b.pid)) ? 'killed' : b.status;
 }
 
 function openStore(root?: string): Store {
@@ -57,7 +63,7 @@ function buildJson(b: BuildRow, rows: StepRow[]) {
       target: b.target,
       dockerfile: b.dockerfile,
       context: b.context,
-      status: b.status,
+      status: statusOf(b),
       args: JSON.parse(b.args) as Record<string, string>,
       duration_ms: b.finished ? b.finished - b.started : null,
     },
@@ -98,7 +104,7 @@ export function registerHistory(program: Command): void {
         for (const b of rows) {
           const c = counts.get(b.id) as { hits: number | null; total: number };
           process.stdout.write(
-            `${b.id.padEnd(18)}${new Date(b.started).toISOString().padEnd(26)}${b.status.padEnd(8)}${`${c.hits ?? 0}/${c.total}`.padEnd(8)}${b.target.padEnd(14)}${b.dockerfile}\n`,
+            `${b.id.padEnd(18)}${new Date(b.started).toISOString().padEnd(26)}${statusOf(b).padEnd(8)}${`${c.hits ?? 0}/${c.total}`.padEnd(8)}${b.target.padEnd(14)}${b.dockerfile}\n`,
           );
         }
       } finally {
@@ -132,7 +138,7 @@ function printExplain(id: string | undefined, o: { root?: string; format: string
       return;
     }
     const hits = data.steps.filter((s) => s.cached).length;
-    process.stdout.write(`build ${b.id}  ${data.build.time}  target ${b.target}  ${b.status}\n`);
+    process.stdout.write(`build ${b.id}  ${data.build.time}  target ${b.target}  ${statusOf(b)}\n`);
     process.stdout.write(`${b.dockerfile}  (${hits}/${data.steps.length} steps cached)\n\n`);
     for (const s of data.steps) {
       const where = s.line ? `line ${s.line}` : '';
