@@ -3,10 +3,12 @@
 // when a step runs on top of it or an output needs it.
 import { createReadStream } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
 import { StrataError } from '../errors.js';
 import type { LayerInfo, Store } from '../cache/store.js';
 import { fetchCacheBlob, type CacheSource } from '../cache/remote.js';
 import type { RegistryClient } from '../registry/client.js';
+import { parseReference } from '../registry/reference.js';
 import { extractLayer } from '../snapshot/extract.js';
 
 /** A layer from an imported cache failed verification; the build retries without those records. */
@@ -19,6 +21,9 @@ export class BadCacheLayer extends StrataError {
   }
 }
 
+/** Where a missing layer can be fetched; `image` is set for a base image's layers. */
+type LayerSource = CacheSource & { image?: string };
+
 export class Materializer {
   private readonly unpacking = new Map<string, Promise<void>>();
   private readonly fetching = new Map<string, Promise<void>>();
@@ -28,9 +33,31 @@ export class Materializer {
     private readonly client: RegistryClient,
   ) {}
 
-  private source(diffId: string): CacheSource | undefined {
+  private source(diffId: string): LayerSource | undefined {
     const r = this.store.db.prepare('SELECT source FROM layer_sources WHERE diff_id=?').get(diffId) as { source: string } | undefined;
-    return r ? (JSON.parse(r.source) as CacheSource) : undefined;
+    return r ? (JSON.parse(r.source) as LayerSource) : undefined;
+  }
+
+  /** A base image's layer: fetched and verified like a pull, failing as the image's error. */
+  private async fetchBaseBlob(src: LayerSource & { image: string }, l: LayerInfo): Promise<void> {
+    if (src.kind === 'local') {
+      try {
+        await this.store.adoptBlobCopy(join(src.dir, 'blobs', ...l.digest.split(':')), l.digest, l.mediaType);
+      } catch (e) {
+        if (e instanceof StrataError && e.code === 'DIGEST_MISMATCH') {
+          throw new StrataError('DIGEST_MISMATCH', `${src.image}: layer ${l.digest} does not match its digest`, { hint: 'the OCI layout is corrupt; export it again', cause: e });
+        }
+        throw e;
+      }
+      return;
+    }
+    const tmp = this.store.tmpPath('pull');
+    try {
+      await this.client.fetchBlob(parseReference(src.ref), l.digest, tmp);
+      await this.store.adoptBlob(tmp, l.digest, l.mediaType);
+    } finally {
+      await rm(tmp, { force: true });
+    }
   }
 
   /** Whether the layer is here or can be fetched. */
@@ -45,6 +72,7 @@ export class Materializer {
       p = (async () => {
         const src = this.source(l.diffId);
         if (!src) throw new StrataError('BLOB_MISSING', `layer ${l.diffId} has no content in the store and no cache to fetch it from`, { hint: 'run `strata doctor`, or build with --no-cache' });
+        if (src.image !== undefined) return this.fetchBaseBlob({ ...src, image: src.image }, l);
         try {
           await fetchCacheBlob(this.store, src, l.digest, l.mediaType, this.client);
         } catch (e) {
@@ -62,11 +90,15 @@ export class Materializer {
     let p = this.unpacking.get(l.diffId);
     if (!p) {
       p = (async () => {
+        const image = this.source(l.diffId)?.image;
         await this.ensureBlob(l);
         const dir = this.store.tmpPath('unpack');
         await mkdir(dir, { recursive: true });
         try {
-          const r = await extractLayer(createReadStream(this.store.blobPath(l.digest)), dir, { label: `cached layer ${l.digest.slice(0, 19)}` });
+          const r = await extractLayer(createReadStream(this.store.blobPath(l.digest)), dir, { label: `${image ? `${image} layer` : 'cached layer'} ${l.digest.slice(0, 19)}` });
+          if (r.diffId !== l.diffId && image !== undefined) {
+            throw new StrataError('DIGEST_MISMATCH', `${image}: layer ${l.digest} unpacks to ${r.diffId}, but the image config says ${l.diffId}`);
+          }
           if (r.diffId !== l.diffId) {
             throw new BadCacheLayer(l.diffId, new StrataError('CACHE_CORRUPT', `cached layer ${l.digest} unpacks to ${r.diffId}, not ${l.diffId}`));
           }

@@ -10,7 +10,7 @@ import type { EventSink, VertexRef } from '../progress/events.js';
 import type { Runtime } from '../executor/types.js';
 import { checksumSources, checksumRootfsSources, type StatCache } from '../context/checksum.js';
 import { withChain } from './mounts.js';
-import type { Materializer } from './materialize.js';
+import { BadCacheLayer, type Materializer } from './materialize.js';
 import type { BaseImages } from './base-images.js';
 import { runExec } from './exec-step.js';
 import { runCopy, runMkdir } from './file-steps.js';
@@ -279,9 +279,10 @@ export class Solver {
   private async execute(v: Vertex, inputs: LayerInfo[][], ref: VertexRef): Promise<LayerInfo | undefined> {
     const commit = { compression: this.o.compression, sourceDateEpoch: this.o.sourceDateEpoch };
     const op = v.op;
-    // Hits only needed their layers to be obtainable; a step that runs needs them on disk.
-    for (const c of inputs) await this.o.materializer.unpackChain(c);
     try {
+      // Hits only needed their layers to be obtainable; a step that runs needs them on disk
+      // (inside the try: a bad base layer fails this step, naming its line).
+      for (const c of inputs) await this.o.materializer.unpackChain(c);
       switch (op.kind) {
         case 'exec':
           return await runExec(v, op, inputs, {
@@ -303,6 +304,8 @@ export class Solver {
       }
     } catch (e) {
       this.o.events({ type: 'error', vertex: ref, time: Date.now(), message: e instanceof Error ? e.message : String(e) });
+      // A bad imported-cache layer stays itself: the build retries without those records.
+      if (e instanceof BadCacheLayer) throw e;
       if (e instanceof StrataError && !e.position && v.location) {
         throw new StrataError(e.code, e.message, { position: { file: v.location.file, line: v.location.line }, hint: e.hint, cause: e });
       }
