@@ -3,6 +3,9 @@
 import type { StatCache, StatCacheEntry } from '../context/stat-cache.js';
 import type { Store } from './store.js';
 
+/** Comfortably above the kernel's coarse timestamp tick (1-10 ms). */
+export const RACY_MS = 100;
+
 export class PersistentStatCache implements StatCache {
   private readonly map = new Map<string, StatCacheEntry>();
   private readonly dirty = new Map<string, StatCacheEntry>();
@@ -26,7 +29,12 @@ export class PersistentStatCache implements StatCache {
 
   set(path: string, entry: StatCacheEntry): void {
     this.map.set(path, entry);
-    this.dirty.set(path, entry);
+    // A file changed moments before it was read can change again within the same timestamp tick
+    // with the same size, and its stat would not show it: keep such a digest for this build only
+    // and hash the file again next time (git's "racily clean" entries). ctime, unlike mtime, cannot
+    // be set by the user, so only real changes count.
+    if (Date.now() - entry.ctimeMs < RACY_MS) this.dirty.delete(path);
+    else this.dirty.set(path, entry);
   }
 
   /** Writes what changed in one transaction. */
