@@ -41,12 +41,25 @@ export interface ExportedMount {
   lastUsed: number;
 }
 
+/**
+ * A COPY --from file selection's checksum (the solver's selection_cache row): the key of a COPY
+ * --from step holds it, so without it an importer would have to fetch and unpack the source
+ * stage's layers just to compute the key of a step that is a hit.
+ */
+export interface ExportedSelection {
+  key: string;
+  digest: string;
+  files: Record<string, string>;
+  export: string;
+}
+
 export interface CacheIndex {
   version: 1;
   exports: { id: string; time: number }[];
   records: ExportedRecord[];
   layers: LayerInfo[];
   mounts: ExportedMount[];
+  selections: ExportedSelection[];
 }
 
 export function sourceText(s: CacheSource): string {
@@ -100,6 +113,7 @@ export async function readCacheIndex(source: CacheSource, client: RegistryClient
   if (index.version !== 1 || !Array.isArray(index.records) || !Array.isArray(index.layers)) throw badCache(source, 'unknown cache index version');
   index.mounts ??= [];
   index.exports ??= [];
+  index.selections ??= [];
   return index;
 }
 
@@ -163,9 +177,11 @@ export async function importCache(store: Store, source: CacheSource, client: Reg
   const insRecord = store.db.prepare(
     'INSERT INTO cache_records(key,chain,created,last_used,build_id,description,layer,origin) VALUES (?,?,?,?,NULL,?,?,?) ON CONFLICT(key) DO NOTHING',
   );
+  const insSelection = store.db.prepare('INSERT OR IGNORE INTO selection_cache(key,digest,files) VALUES (?,?,?)');
   let records = 0;
   const known = new Set(index.layers.map((l) => l.diffId));
   store.db.transaction(() => {
+    for (const sel of index.selections) insSelection.run(sel.key, sel.digest, JSON.stringify(sel.files));
     for (const l of index.layers) {
       insLayer.run(l.diffId, l.digest, l.size, l.mediaType, store.now(), store.now());
       if (!store.layerReady(l.diffId)) insSource.run(l.diffId, src);
@@ -195,6 +211,7 @@ export async function importCache(store: Store, source: CacheSource, client: Reg
 export interface ExportRequest {
   records: { key: string; chain: LayerInfo[]; created: number; description: string }[];
   mounts: string[];
+  selections: { key: string; digest: string; files: Record<string, string> }[];
   compression: 'gzip' | 'zstd';
   /** Keep the records of this many exports (this one included). */
   keep: number;
@@ -239,7 +256,17 @@ function mergeIndex(old: CacheIndex | undefined, req: ExportRequest, mounts: Exp
   const mountMap = new Map<string, ExportedMount>();
   for (const m of old?.mounts ?? []) mountMap.set(m.id, m);
   for (const m of mounts) mountMap.set(m.id, m);
-  return { version: 1, exports, records: [...records.values()], layers: [...layers.values()].filter((l) => used.has(l.diffId)), mounts: [...mountMap.values()] };
+  const selections = new Map<string, ExportedSelection>();
+  for (const sel of old?.selections ?? []) if (keepIds.has(sel.export)) selections.set(sel.key, sel);
+  for (const sel of req.selections) selections.set(sel.key, { ...sel, export: exportId });
+  return {
+    version: 1,
+    exports,
+    records: [...records.values()],
+    layers: [...layers.values()].filter((l) => used.has(l.diffId)),
+    mounts: [...mountMap.values()],
+    selections: [...selections.values()],
+  };
 }
 
 function manifestFor(configBytes: Buffer, index: CacheIndex): Buffer {

@@ -9,6 +9,9 @@ import { exportToLocal, exportToRegistry, importCache, type CacheSource, type Ex
 import type { RegistryClient } from '../registry/client.js';
 import type { Materializer } from '../solver/materialize.js';
 import { parseKv } from './build-options.js';
+import { digestOf } from '../graph/digest.js';
+import type { Vertex } from '../graph/ops.js';
+import { chainId } from '../solver/solver.js';
 import { compressChain } from '../cache/variants.js';
 
 export interface CacheToSpec {
@@ -92,6 +95,34 @@ export function describe(s: CacheSource): string {
 export interface ExportInput {
   records: { key: string; chain: LayerInfo[]; description: string }[];
   mountIds: string[];
+  /** selection_cache keys the exported COPY --from steps used; undefined exports every row. */
+  selectionKeys?: string[];
+}
+
+/**
+ * The selection_cache keys of the COPY --from steps among `steps`: the same key the solver's
+ * selectionChecksum uses (source chain id, sources, excludes, parents).
+ */
+export async function copyFromSelectionKeys(steps: { vertex: Vertex }[], resultOf: (v: Vertex) => Promise<{ chain: LayerInfo[] }>): Promise<string[]> {
+  const keys: string[] = [];
+  for (const { vertex } of steps) {
+    const op = vertex.op;
+    if (op.kind !== 'copy' || op.from.kind !== 'input') continue;
+    const source = vertex.inputs[op.from.index];
+    if (!source) continue;
+    const { chain } = await resultOf(source);
+    keys.push(digestOf({ chain: chainId(chain), sources: op.sources, excludes: op.excludes, parents: op.parents }));
+  }
+  return keys;
+}
+
+function selectionsFor(store: Store, keys: string[] | undefined): { key: string; digest: string; files: Record<string, string> }[] {
+  const rows = (
+    keys === undefined
+      ? store.db.prepare('SELECT key, digest, files FROM selection_cache').all()
+      : [...new Set(keys)].map((k) => store.db.prepare('SELECT key, digest, files FROM selection_cache WHERE key=?').get(k)).filter((r) => r !== undefined)
+  ) as { key: string; digest: string; files: string }[];
+  return rows.map((r) => ({ key: r.key, digest: r.digest, files: JSON.parse(r.files) as Record<string, string> }));
 }
 
 export async function runExport(store: Store, client: RegistryClient, materializer: Materializer, spec: CacheToSpec, input: ExportInput): Promise<{ records: number; mounts: number; blobsWritten?: number }> {
@@ -111,7 +142,7 @@ export async function runExport(store: Store, client: RegistryClient, materializ
     mounts.push({ id, digest: p.digest, size: p.size, mediaType: p.mediaType, sharing: p.sharing, created: p.created, lastUsed: p.lastUsed });
   }
   const exportId = randomBytes(6).toString('hex');
-  const req = { records, mounts: wanted, compression: spec.compression, keep: spec.keep };
+  const req = { records, mounts: wanted, selections: selectionsFor(store, input.selectionKeys), compression: spec.compression, keep: spec.keep };
   if (spec.dest.kind === 'local') {
     const r = await exportToLocal(store, spec.dest.dir, req, mounts, exportId);
     return { records: r.index.records.length, mounts: mounts.length, blobsWritten: r.blobsWritten };

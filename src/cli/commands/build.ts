@@ -25,7 +25,7 @@ import { formatSize, parseSize } from '../size.js';
 import { findPreviousBuild } from '../../cache/explain.js';
 import { Materializer, BadCacheLayer, dropBadLayer } from '../../solver/materialize.js';
 import { compressChain } from '../../cache/variants.js';
-import { parseCacheFrom, parseCacheTo, runExport, runImports, describe } from '../cache-io.js';
+import { parseCacheFrom, parseCacheTo, runExport, runImports, describe, copyFromSelectionKeys } from '../cache-io.js';
 import { PersistentStatCache } from '../../cache/stat-cache-store.js';
 
 export interface BuildFlags {
@@ -261,7 +261,8 @@ export async function runBuild(pathArg: string, flags: BuildFlags): Promise<stri
       let p = images.get(encoding);
       if (!p) {
         p = (async () => {
-          await materializer.blobsOf(finalChain);
+          // The manifest needs only digests and sizes: a cacheonly build fetches no layer for it.
+          if (encoding !== 'stored') await materializer.blobsOf(finalChain);
           const chain = encoding === 'stored' ? finalChain : await compressChain(store, finalChain, encoding);
           return writeBuiltImage(store, {
             config: plan!.target.config,
@@ -288,6 +289,7 @@ export async function runBuild(pathArg: string, flags: BuildFlags): Promise<stri
       }
       const pushes = o.type === 'registry' || (o.type === 'image' && o.push);
       const encoding = o.type === 'image' && !pushes ? 'stored' : ('compression' in o && o.compression) || 'gzip';
+      await materializer.blobsOf(finalChain);
       const image = await imageFor(encoding);
       printed ??= image.manifestDigest;
       await runOutput(o, image, finalChain, store, bases, flags);
@@ -299,6 +301,7 @@ export async function runBuild(pathArg: string, flags: BuildFlags): Promise<stri
       const r = await runExport(store, bases.client, materializer, spec, {
         records: stepsToExport.map((s) => ({ key: s.result.key, chain: s.result.chain, description: `${s.vertex.stepLabel} ${s.vertex.instruction}` })),
         mountIds,
+        selectionKeys: await copyFromSelectionKeys(stepsToExport, (v) => solver!.solve(v)),
       });
       info(`exported cache to ${describe(spec.dest)}: ${r.records} records, ${r.mounts} cache mount(s)`);
     }
