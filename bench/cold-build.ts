@@ -4,11 +4,11 @@
 //
 // The base image is the busybox OCI layout from test/helpers (made from busybox-static, cached in
 // ~/.cache/strata-test), given as `--build-context busybox=oci-layout://DIR:latest` as in the demo.
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { busyboxLayout } from '../test/helpers/base-images.js';
-import { onCleanup, runCleanup } from './lib/cleanup.js';
+import { checkInterrupted, onCleanup, removeTree, runCleanup } from './lib/cleanup.js';
 import { repoRoot, strataCommand } from './lib/paths.js';
 import { measure, ranSteps, stepTable, type MeasuredBuild } from './lib/report.js';
 import { bytes, machineLine, median, secs } from './lib/stats.js';
@@ -37,11 +37,12 @@ async function main(): Promise<void> {
   const app = join(root, 'examples', 'app');
   const base = await busyboxLayout();
   const work = mkdtempSync('/tmp/strata-bench-cold-');
-  onCleanup(() => rmSync(work, { recursive: true, force: true }));
+  onCleanup(() => removeTree(work));
   const { cmd, args } = strataCommand(root);
 
   const builds: MeasuredBuild[] = [];
   for (let i = 0; i < n; i++) {
+    checkInterrupted();
     const store = join(work, `store-${i}`);
     const run = await runTimed(cmd, [...args, 'build', app, '--root', store, '--build-context', `busybox=oci-layout://${base}:latest`,
       '-t', 'strata-bench-app:latest', '--progress=plain'], {
@@ -51,7 +52,7 @@ async function main(): Promise<void> {
     const m = measure(run);
     builds.push(m);
     log(`cold build #${i + 1}: ${secs(run.wallMs)}, ${ranSteps(m).length} steps ran`);
-    rmSync(store, { recursive: true, force: true });
+    removeTree(store);
   }
 
   const ctx = builds.map((b) => b.progress.contextBytesRead).filter((x): x is number => x !== undefined);

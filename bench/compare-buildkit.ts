@@ -5,12 +5,12 @@
 // Starts a loopback registry holding busybox, a dockerd on its own socket unless one answers there,
 // generates proj1 in a temp dir, then runs each case with both builders (alternating which goes
 // first) and prints medians and the strata/BuildKit ratio. Timings are printed, never asserted.
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { startRegistry } from '../test/helpers/registry.js';
 import { pushBusybox } from '../test/helpers/base-images.js';
-import { onCleanup, runCleanup } from './lib/cleanup.js';
+import { checkInterrupted, onCleanup, removeTree, runCleanup } from './lib/cleanup.js';
 import { checkLoopbackInsecure, ensureDockerd, type Dockerd } from './lib/dockerd.js';
 import { repoRoot, strataCommand } from './lib/paths.js';
 import { measure, ranSteps, stepTable, type MeasuredBuild } from './lib/report.js';
@@ -59,7 +59,7 @@ function strataBuilder(work: string): Builder {
   return {
     name: 'strata',
     async reset() {
-      if (root) rmSync(root, { recursive: true, force: true });
+      if (root) removeTree(root);
       root = join(work, `strata-store-${++generation}`);
     },
     build(ctx) {
@@ -104,6 +104,7 @@ async function runCase(
     // Alternate who goes first so page-cache warmth and background noise fall on both.
     const order = i % 2 === 0 ? builders : [...builders].reverse();
     for (const b of order) {
+      checkInterrupted();
       await hooks.beforeBuild?.(b, i);
       const run = await b.build(ctx);
       const m = measure(run);
@@ -165,7 +166,7 @@ async function main(): Promise<void> {
   const work = mkdtempSync('/tmp/strata-bench-proj1-');
   onCleanup(() => {
     if (opt.keep) log(`kept ${work}`);
-    else rmSync(work, { recursive: true, force: true });
+    else removeTree(work);
   });
 
   const reg = await startRegistry();
@@ -221,7 +222,7 @@ async function main(): Promise<void> {
 try {
   await main();
 } catch (e) {
-  process.stderr.write(`compare-buildkit: ${(e as Error).stack ?? e}\n`);
+  process.stderr.write(`compare-buildkit: ${(e as Error).message}\n`);
   process.exitCode = 1;
 } finally {
   await runCleanup();

@@ -1,9 +1,18 @@
 // Cleanup that also runs on Ctrl-C / SIGTERM: registries, dockerd and temp dirs started by a bench.
+import { spawnSync } from 'node:child_process';
+import { readFileSync, rmSync } from 'node:fs';
+
 type Task = () => Promise<void> | void;
 
 const tasks: Task[] = [];
 let installed = false;
 let running: Promise<void> | undefined;
+let stopRequested = false;
+
+/** Throws once Ctrl-C / SIGTERM arrived, so bench loops stop starting builds while cleanup runs. */
+export function checkInterrupted(): void {
+  if (stopRequested) throw new Error('interrupted');
+}
 
 export function onCleanup(task: Task): void {
   tasks.push(task);
@@ -11,6 +20,7 @@ export function onCleanup(task: Task): void {
   installed = true;
   for (const sig of ['SIGINT', 'SIGTERM'] as const) {
     process.once(sig, () => {
+      stopRequested = true;
       process.stderr.write(`\n${sig}: cleaning up...\n`);
       void runCleanup().finally(() => process.exit(130));
     });
@@ -31,4 +41,18 @@ export function runCleanup(): Promise<void> {
     running = undefined;
   })();
   return running;
+}
+
+/**
+ * `rm -rf dir`, after lazily unmounting whatever is still mounted below it (deepest first): a build
+ * interrupted by Ctrl-C can leave overlay mounts in its store, and dockerd killed hard leaves its own.
+ */
+export function removeTree(dir: string): void {
+  const prefix = dir.replace(/\/+$/, '') + '/';
+  const mounts = readFileSync('/proc/self/mounts', 'utf8').split('\n')
+    .map((l) => (l.split(' ')[1] ?? '').replace(/\\040/g, ' '))
+    .filter((m) => m.startsWith(prefix))
+    .sort((a, b) => b.length - a.length);
+  for (const m of mounts) spawnSync('umount', ['-l', m]);
+  rmSync(dir, { recursive: true, force: true });
 }

@@ -6,6 +6,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { removeTree } from './cleanup.js';
 import { runTimed, type TimedRun, type TimedRunOptions } from './timed-run.js';
 
 /** Debian's client: /usr/local/bin may hold a newer docker CLI that needs buildx for BuildKit. */
@@ -84,11 +85,8 @@ export async function ensureDockerd(opts: { socket?: string; log: (s: string) =>
       clearTimeout(killer);
     }
     process.off('exit', killOnExit);
-    // dockerd unmounts its overlays on a clean stop; anything left (a SIGKILL) is unmounted here.
-    const mounts = readFileSync('/proc/self/mounts', 'utf8').split('\n').map((l) => l.split(' ')[1] ?? '')
-      .filter((m) => m.startsWith(base + '/')).sort((a, b) => b.length - a.length);
-    for (const m of mounts) spawnSync('umount', ['-l', m]);
-    rmSync(base, { recursive: true, force: true });
+    // dockerd unmounts its overlays on a clean stop; removeTree unmounts what a SIGKILL left.
+    removeTree(base);
     rmSync(configDir, { recursive: true, force: true });
   };
 
