@@ -36,15 +36,22 @@ export interface PreviousStep {
 export interface PreviousBuild {
   id: string;
   steps: PreviousStep[];
+  /** Builds before it, nearest first, back to the last finished one: a failed build never
+   * reached its later steps, so those are compared with the last build that ran them. */
+  older?: PreviousBuild[];
 }
+
+const MAX_FAILED_BACK = 5;
 
 /** The nearest earlier build of the same Dockerfile, context and target (finished or failed). */
 export function findPreviousBuild(store: Store, q: { dockerfile: string; context: string; target: string; before: string }): PreviousBuild | undefined {
-  const b = store.db
-    .prepare(`SELECT id FROM builds WHERE dockerfile=? AND context=? AND target=? AND id<>? AND status<>'running' ORDER BY started DESC LIMIT 1`)
-    .get(q.dockerfile, q.context, q.target, q.before) as { id: string } | undefined;
-  if (!b) return undefined;
-  return loadBuildSteps(store, b.id);
+  const rows = store.db
+    .prepare(`SELECT id, status FROM builds WHERE dockerfile=? AND context=? AND target=? AND id<>? AND status<>'running' ORDER BY started DESC LIMIT ?`)
+    .all(q.dockerfile, q.context, q.target, q.before, MAX_FAILED_BACK + 1) as { id: string; status: string }[];
+  if (rows.length === 0) return undefined;
+  const done = rows.findIndex((r) => r.status === 'done');
+  const chain = (done < 0 ? rows : rows.slice(0, done + 1)).map((r) => loadBuildSteps(store, r.id));
+  return { ...chain[0]!, older: chain.slice(1) };
 }
 
 export function loadBuildSteps(store: Store, id: string): PreviousBuild {
@@ -56,8 +63,17 @@ export function loadBuildSteps(store: Store, id: string): PreviousBuild {
 
 /** The same step in an earlier build: same stage and instruction, else same stage and position. */
 export function matchStep(prev: PreviousBuild, cur: { stage: string; instruction: string; stepLabel: string }): PreviousStep | undefined {
-  const sameStage = prev.steps.filter((s) => s.stage === cur.stage);
-  return sameStage.find((s) => s.instruction === cur.instruction) ?? sameStage.find((s) => position(s.stepLabel) === position(cur.stepLabel) && position(cur.stepLabel) !== '');
+  const builds = [prev, ...(prev.older ?? [])];
+  const pos = position(cur.stepLabel);
+  for (const b of builds) {
+    const hit = b.steps.find((s) => s.stage === cur.stage && s.instruction === cur.instruction);
+    if (hit) return hit;
+  }
+  for (const b of builds) {
+    const hit = b.steps.find((s) => s.stage === cur.stage && pos !== '' && position(s.stepLabel) === pos);
+    if (hit) return hit;
+  }
+  return undefined;
 }
 
 function position(label: string): string {

@@ -127,7 +127,29 @@ test('explain --format json names each kind of miss reason; history ls and show'
   assert.match(missing.stderr, /no build with id zzzz/);
 });
 
-test('explain names an expired TTL and a changed base image', async () => {
+test('steps a failed build never reached are compared with the last build that ran them', async () => {
+  const df = (mid: string) => `FROM busybox\nCOPY a.txt /a\nRUN echo one > /one\nRUN ${mid}\nRUN echo three > /three\n`;
+  const ctx = t.env.context('ctx-failed', { Dockerfile: df('echo two > /two'), 'a.txt': 'a\n' });
+  await t.ok(ctx, [], SDE);
+  writeFileSync(join(ctx, 'Dockerfile'), df('exit 3'));
+  const failed = await t.build(ctx, [], SDE);
+  assert.notEqual(failed.code, 0);
+  const exFailed = await t.explain();
+  assert.equal(exFailed.build.status, 'failed');
+  assert.equal(step(exFailed.steps, 'RUN echo one').cached, true);
+
+  writeFileSync(join(ctx, 'Dockerfile'), df('echo two > /two'));
+  writeFileSync(join(ctx, 'a.txt'), 'changed\n');
+  const r = await t.ok(ctx, [], SDE);
+  assert.equal(step(r.instructions, 'COPY a.txt').miss, 'a.txt content changed');
+  assert.equal(step(r.instructions, 'RUN echo two').miss, 'parent step [stage-0 3/5] RUN echo one > /one changed');
+  assert.equal(step(r.instructions, 'RUN echo three').miss, 'parent step [stage-0 4/5] RUN echo two > /two changed');
+});
+
+test('explain names an expired TTL and a changed base image', async (tc) => {
+  // Its own store: builds at a faked later time would be the newest in the shared one.
+  const t = await cacheEnv('history-clock');
+  tc.after(() => rmSync(t.env.root, { recursive: true, force: true }));
   const ctx = t.env.context('ctx-base', { Dockerfile: 'FROM busybox\n# strata:cache-ttl=1h\nRUN cat /proc/sys/kernel/random/uuid > /hi\nRUN echo two > /two\n' });
   // Later than the real clock: `explain` without an id shows the build that started last.
   const now = Date.now() + 10 * 24 * 3600_000;
