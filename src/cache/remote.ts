@@ -243,6 +243,20 @@ function lockDir(dir: string): Lock {
   }
 }
 
+/**
+ * An exported mount tarball that still stands for the local mount: no build used the mount since
+ * (same last use) and the destination still has the blob. Repacking would give other bytes
+ * (tar records access times), so the export would rewrite (or re-upload) an unchanged mount.
+ */
+async function unchangedMounts(old: CacheIndex | undefined, mounts: ExportedMount[], present: (digest: string) => Promise<boolean>): Promise<Map<string, ExportedMount>> {
+  const out = new Map<string, ExportedMount>();
+  for (const m of mounts) {
+    const prev = old?.mounts.find((x) => x.id === m.id);
+    if (prev && prev.lastUsed === m.lastUsed && prev.mediaType === m.mediaType && prev.digest !== m.digest && (await present(prev.digest))) out.set(m.id, prev);
+  }
+  return out;
+}
+
 function mergeIndex(old: CacheIndex | undefined, req: ExportRequest, mounts: ExportedMount[], exportId: string, now: number): CacheIndex {
   const exports = [{ id: exportId, time: now }, ...(old?.exports ?? [])].slice(0, Math.max(1, req.keep));
   const keepIds = new Set(exports.map((e) => e.id));
@@ -294,6 +308,8 @@ export async function exportToLocal(store: Store, dir: string, req: ExportReques
     } catch {
       old = undefined;
     }
+    const kept = await unchangedMounts(old, mounts, async (d) => existsSync(join(dir, 'blobs', 'sha256', hexOf(d))));
+    mounts = mounts.map((m) => kept.get(m.id) ?? m);
     const index = mergeIndex(old, req, mounts, exportId, store.now());
     let blobsWritten = 0;
     const put = async (digest: string, from: string) => {
@@ -305,7 +321,7 @@ export async function exportToLocal(store: Store, dir: string, req: ExportReques
       blobsWritten++;
     };
     for (const l of index.layers) if (store.hasBlob(l.digest)) await put(l.digest, store.blobPath(l.digest));
-    for (const m of mounts) await put(m.digest, store.blobPath(m.digest));
+    for (const m of mounts) if (!kept.has(m.id)) await put(m.digest, store.blobPath(m.digest));
     const configBytes = Buffer.from(JSON.stringify(index));
     const manifest = manifestFor(configBytes, index);
     const writeBlob = (data: Buffer) => {
@@ -349,6 +365,8 @@ export async function exportToRegistry(store: Store, client: RegistryClient, ref
   } catch {
     old = undefined;
   }
+  const kept = await unchangedMounts(old, mounts, (d) => client.blobExists(ref, d));
+  mounts = mounts.map((m) => kept.get(m.id) ?? m);
   const index = mergeIndex(old, req, mounts, exportId, store.now());
   // Records kept from an older export whose blobs we do not hold are dropped unless the registry has them.
   for (const l of index.layers) {
