@@ -18,6 +18,15 @@ export function onCleanup(task: Task): void {
   tasks.push(task);
   if (installed) return;
   installed = true;
+  // A reader that goes away (`| head`) must not kill the bench before it stops dockerd.
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on('error', (e: NodeJS.ErrnoException) => { if (e.code !== 'EPIPE') throw e; });
+  }
+  process.once('uncaughtException', (e) => {
+    stopRequested = true;
+    try { process.stderr.write(`bench: ${e.stack ?? e}\ncleaning up...\n`); } catch { /* stderr gone */ }
+    void runCleanup().finally(() => process.exit(1));
+  });
   for (const sig of ['SIGINT', 'SIGTERM'] as const) {
     process.once(sig, () => {
       stopRequested = true;
