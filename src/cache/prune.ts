@@ -34,40 +34,101 @@ function matches(r: UsageRecord, o: PruneOptions, now: number): boolean {
   if (o.types?.length && !o.types.includes(r.type)) return false;
   if (o.ids?.length && !o.ids.some((id) => r.id === id || (r.type !== 'exec.cachemount' && r.id.startsWith(id)))) return false;
   if (o.untilMs !== undefined && now - r.last_used < o.untilMs) return false;
-  if (r.type === 'exec.cachemount' && !o.all && !o.types?.includes('exec.cachemount') && !o.ids?.length && o.keepStorage === undefined) return false;
+  // Cache mounts are the most expensive thing to lose: only when asked for by --all or by name.
+  if (r.type === 'exec.cachemount' && !o.all && !o.types?.includes('exec.cachemount') && !o.ids?.length) return false;
   return true;
+}
+
+/**
+ * Which records to remove, and what that frees. Removing a regular record always drops its cache
+ * entry, but its layer is freed only once no record left has it in its chain (a parent's layer
+ * stays while a child is kept); a layer-only (`image`) record goes only when nothing holds it.
+ * With `keepStorage`, candidates go least recently used first until the store fits.
+ */
+function choose(records: UsageRecord[], candidates: UsageRecord[], keepStorage: number | undefined): { removed: UsageRecord[]; freedLayers: Set<string>; freed: number } {
+  const refs = new Map<string, number>();
+  for (const r of records) for (const d of new Set(r.chain ?? [])) refs.set(d, (refs.get(d) ?? 0) + 1);
+  const held = (d: string) => (refs.get(d) ?? 0) > 0;
+  const chosenOwner = new Map<string, UsageRecord>();
+  const freedBy = new Map<UsageRecord, number>();
+  const freedLayers = new Set<string>();
+  let total = records.reduce((n, r) => n + r.size, 0);
+  const free = (r: UsageRecord, bytes: number) => {
+    freedBy.set(r, (freedBy.get(r) ?? 0) + bytes);
+    total -= bytes;
+  };
+  const removed: UsageRecord[] = [];
+  const take = (r: UsageRecord) => {
+    removed.push(r);
+    freedBy.set(r, 0);
+    if (r.type === 'exec.cachemount') free(r, r.size);
+    if (r.type === 'regular') {
+      for (const d of new Set(r.chain ?? [])) {
+        refs.set(d, (refs.get(d) ?? 1) - 1);
+        const owner = chosenOwner.get(d);
+        // The parent's layer was waiting for this, its last holder.
+        if (owner && !held(d) && !freedLayers.has(d)) {
+          freedLayers.add(d);
+          free(owner, owner.size);
+        }
+      }
+    }
+    if (r.layer && !r.layerHeld) {
+      chosenOwner.set(r.layer, r);
+      if (!held(r.layer) && !freedLayers.has(r.layer)) {
+        freedLayers.add(r.layer);
+        free(r, r.size);
+      }
+    }
+  };
+  let pending = [...candidates];
+  if (keepStorage !== undefined) {
+    // LRU, cache mounts last. A record whose layer a kept record (or a named image) holds would
+    // free nothing: leave it. A parent chosen before its child frees its layer with the child.
+    pending.sort((a, b) => Number(a.type === 'exec.cachemount') - Number(b.type === 'exec.cachemount') || a.last_used - b.last_used);
+    const candidateSet = new Set(candidates);
+    const keptChains = new Map<string, number>();
+    for (const r of records) if (!candidateSet.has(r)) for (const d of new Set(r.chain ?? [])) keptChains.set(d, (keptChains.get(d) ?? 0) + 1);
+    const neverFrees = (r: UsageRecord) => !!r.layer && ((r.type === 'regular' && r.layerHeld) || ((r.type === 'regular' || r.type === 'image') && keptChains.has(r.layer)));
+    pending = pending.filter((r) => !neverFrees(r));
+  }
+  for (let progress = true; progress && pending.length; ) {
+    progress = false;
+    const next: UsageRecord[] = [];
+    for (const r of pending) {
+      if (keepStorage !== undefined && total <= keepStorage) {
+        next.length = 0;
+        break;
+      }
+      // A layer-only record goes once the records holding its layer are gone (maybe later in this pass).
+      if (r.type === 'image' && r.layer && held(r.layer)) {
+        next.push(r);
+        continue;
+      }
+      take(r);
+      progress = true;
+    }
+    pending = next;
+  }
+  return { removed: removed.map((r) => ({ ...r, size: freedBy.get(r) ?? 0 })), freedLayers, freed: [...freedBy.values()].reduce((n, b) => n + b, 0) };
 }
 
 export function prune(store: Store, o: PruneOptions): PruneResult {
   const records = usage(store);
   const now = store.now();
-  let candidates = records.filter((r) => matches(r, o, now));
-  if (o.keepStorage !== undefined) {
-    // LRU, cache mounts last: they are the most expensive thing to lose.
-    candidates.sort((a, b) => Number(a.type === 'exec.cachemount') - Number(b.type === 'exec.cachemount') || a.last_used - b.last_used);
-    let total = records.reduce((n, r) => n + r.size, 0);
-    const chosen: UsageRecord[] = [];
-    for (const c of candidates) {
-      if (total <= o.keepStorage) break;
-      chosen.push(c);
-      total -= c.size;
-    }
-    candidates = chosen;
-  }
-  if (o.dryRun) return { removed: candidates, freed: candidates.reduce((n, r) => n + r.size, 0) };
+  const { removed, freedLayers, freed } = choose(records, records.filter((r) => matches(r, o, now)), o.keepStorage);
+  if (o.dryRun) return { removed, freed };
   const delRecord = store.db.prepare('DELETE FROM cache_records WHERE key LIKE ?');
   const delMount = store.db.prepare('DELETE FROM cache_mounts WHERE id=?');
-  const layersToDrop = new Set<string>();
   store.db.transaction(() => {
-    for (const r of candidates) {
+    for (const r of removed) {
       if (r.type === 'regular') delRecord.run(`sha256:${r.id}%`);
       if (r.type === 'exec.cachemount') delMount.run(r.id);
-      if (r.layer) layersToDrop.add(r.layer);
     }
   })();
-  for (const r of candidates) if (r.type === 'exec.cachemount') rmSync(cacheMountDir(store, r.id), { recursive: true, force: true });
-  collectGarbage(store, layersToDrop);
-  return { removed: candidates, freed: candidates.reduce((n, r) => n + r.size, 0) };
+  for (const r of removed) if (r.type === 'exec.cachemount') rmSync(cacheMountDir(store, r.id), { recursive: true, force: true });
+  collectGarbage(store, freedLayers);
+  return { removed, freed };
 }
 
 /**
@@ -111,7 +172,9 @@ export function collectGarbage(store: Store, candidates?: Set<string>): void {
       rmSync(store.layerDir(l.diff_id), { recursive: true, force: true });
       continue;
     }
-    if (candidates && !candidates.has(l.diff_id) && !orphan(store, l.diff_id)) continue;
+    // Layers of records the caller did not choose stay, even when nothing references them: they
+    // are records of their own (`image` in du) and go only when a prune chooses them.
+    if (candidates && !candidates.has(l.diff_id)) continue;
     delLayer.run(l.diff_id);
     rmSync(store.layerDir(l.diff_id), { recursive: true, force: true });
   }
@@ -123,12 +186,6 @@ export function collectGarbage(store: Store, candidates?: Set<string>): void {
     delBlob.run(digest);
     rmSync(store.blobPath(digest), { force: true });
   }
-}
-
-/** A layer no record's chain contains: nothing can ever reach it again. */
-function orphan(store: Store, diffId: string): boolean {
-  const r = store.db.prepare('SELECT 1 FROM cache_records WHERE chain LIKE ? LIMIT 1').get(`%${diffId}%`);
-  return !r;
 }
 
 /** The automatic GC after a build: least recently used first, cache mounts last, the last build never. */

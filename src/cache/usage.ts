@@ -24,6 +24,10 @@ export interface UsageRecord {
   build?: string;
   /** A layer of an image kept by name in the store: not cache, `rmi` releases it. */
   pinned?: boolean;
+  /** Layer chain of a regular record: prune frees a layer only when no record left holds it. */
+  chain?: string[];
+  /** The record's own layer must stay even if the record goes (a named image's, or in use). */
+  layerHeld?: boolean;
 }
 
 export function dirSize(dir: string): number {
@@ -34,6 +38,7 @@ export function dirSize(dir: string): number {
 
 export function usage(store: Store, opts: { sizes?: boolean } = {}): UsageRecord[] {
   const active = oldestActiveBuild(store);
+  // Whatever a live build used since it started may be about to be read or referenced.
   const inUse = (lastUsed: number) => active !== undefined && lastUsed >= active;
   const layers = new Map(
     (
@@ -62,6 +67,7 @@ export function usage(store: Store, opts: { sizes?: boolean } = {}): UsageRecord
   for (const r of parsed) for (const d of r.layers) refCount.set(d, (refCount.get(d) ?? 0) + 1);
   const out: UsageRecord[] = [];
   const owned = new Set<string>();
+  const pinned = namedImageBlobs(store);
   const layerSize = (d: string) => {
     const l = layers.get(d);
     if (!l) return 0;
@@ -82,9 +88,10 @@ export function usage(store: Store, opts: { sizes?: boolean } = {}): UsageRecord
       description: r.description ?? '',
       layer: own,
       build: r.build_id ?? undefined,
+      chain: r.layers,
+      layerHeld: own ? pinned.has(layers.get(own)!.blob_digest) || inUse(layers.get(own)!.last_used) : undefined,
     });
   }
-  const pinned = namedImageBlobs(store);
   for (const [d, l] of layers) {
     if (owned.has(d)) continue;
     const isPinned = pinned.has(l.blob_digest);
@@ -116,7 +123,8 @@ export function usage(store: Store, opts: { sizes?: boolean } = {}): UsageRecord
       size: opts.sizes === false ? 0 : dirSize(cacheMountDir(store, m.id) + '/data'),
       created: m.created,
       last_used: m.last_used,
-      in_use: cacheMountInUse(store, m.id),
+      // A lease while a step runs; between steps, having been used by a live build since it began.
+      in_use: cacheMountInUse(store, m.id) || inUse(m.last_used),
       shared: m.sharing === 'shared',
       description: `cache mount ${m.id} (sharing=${m.sharing}, used by ${m.builds} build${m.builds === 1 ? '' : 's'})`,
       build: m.last_build ?? undefined,
