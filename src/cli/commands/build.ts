@@ -239,6 +239,10 @@ export async function runBuild(pathArg: string, flags: BuildFlags): Promise<stri
     for (let attempt = 1; ; attempt++) {
       try {
         result = await solver.solve(plan.target.final);
+        // Outputs need the final chain's content: fetch (and verify) it here, where a bad
+        // imported layer can still be dropped and its steps rebuilt.
+        if (outputs.some((o) => o.type === 'local')) await materializer.unpackChain(result.chain);
+        else if (outputs.some((o) => o.type !== 'cacheonly')) await materializer.blobsOf(result.chain);
         break;
       } catch (e) {
         // An imported layer failed verification: forget the records built on it and go on.

@@ -1,0 +1,145 @@
+// A damaged cache never breaks a build: a layer blob that fails verification (changed bytes,
+// truncated, in a folder or in the registry's storage) is named in a warning, the records built on
+// it are dropped and those steps run again; a damaged index is refused with a warning and the build
+// goes on without that cache.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { openSync, readFileSync, statSync, truncateSync, writeFileSync, writeSync, closeSync } from 'node:fs';
+import { join } from 'node:path';
+import { Machine, allCached, busyboxContext, compilerDockerfile, folderManifest, sources, stepsSummary, type Built, type CacheIndexJson } from './support.js';
+import { startRegistry } from '../helpers/registry.js';
+import { pushBusybox } from '../helpers/base-images.js';
+
+/** Flips bytes in the middle of a file, keeping its size. */
+function flipBytes(path: string): void {
+  const size = statSync(path).size;
+  const fd = openSync(path, 'r+');
+  const at = Math.floor(size / 2);
+  const orig = Buffer.alloc(8);
+  const buf = readFileSync(path).subarray(at, at + 8);
+  buf.copy(orig);
+  for (let i = 0; i < orig.length; i++) orig[i] = orig[i]! ^ 0xff;
+  writeSync(fd, orig, 0, orig.length, at);
+  closeSync(fd);
+}
+
+/** The layer a record added (the top of its chain) and its blob digest. */
+function topLayer(index: CacheIndexJson, descriptionPart: string): { diffId: string; digest: string } {
+  const rec = index.records.find((r) => r.description.includes(descriptionPart));
+  assert.ok(rec, `no record for ${descriptionPart}: ${index.records.map((r) => r.description).join(' | ')}`);
+  const diffId = rec.chain[rec.chain.length - 1]!;
+  return { diffId, digest: index.layers.find((l) => l.diffId === diffId)!.digest };
+}
+
+const ranAgain = (b: Built, part: string) => b.instructions.find((s) => s.name.includes(part))?.miss !== undefined;
+
+function checkOutput(dir: string, files: Record<string, string>): void {
+  const app = Object.keys(files).filter((k) => k.startsWith('src/')).sort().map((k) => files[k]).join('');
+  assert.equal(readFileSync(join(dir, 'usr/local/bin/app'), 'utf8'), app);
+  assert.match(readFileSync(join(dir, 'built.txt'), 'utf8'), /^linked \d+ bytes\n$/);
+}
+
+async function exported(a: Machine, bb: string[], files: Record<string, string>, dest: string): Promise<void> {
+  await a.ok(a.context('ctx', files), [...bb, '--cache-to', `type=local,dest=${dest},mode=max,mounts=all`]);
+}
+
+test('folder: a changed or truncated layer blob is named, its records dropped, those steps rerun, the build succeeds', async (t) => {
+  const a = new Machine('a');
+  t.after(() => a.cleanup());
+  const bb = await busyboxContext();
+  const files = { Dockerfile: compilerDockerfile('busybox'), ...sources(3) };
+  const dir = join(a.root, 'cache');
+  await exported(a, bb, files, dir);
+  const index = await a.cacheLs(dir);
+  const copyFrom = topLayer(index, 'COPY --from=build');
+
+  for (const damage of ['changed', 'truncated'] as const) {
+    const broken = join(a.root, `cache-${damage}`);
+    await a.ok(a.context(`ctx-${damage}`, files), [...bb, '--cache-to', `type=local,dest=${broken},mode=max`]);
+    const blob = join(broken, 'blobs', 'sha256', copyFrom.digest.slice(7));
+    if (damage === 'changed') flipBytes(blob);
+    else truncateSync(blob, Math.floor(statSync(blob).size / 2));
+
+    const b = new Machine(`b-${damage}`);
+    t.after(() => b.cleanup());
+    const out = join(b.root, 'out');
+    const r = await b.build(b.context('ctx', files), [...bb, '--cache-from', `type=local,src=${broken}`, '-o', `type=local,dest=${out}`]);
+    assert.equal(r.code, 0, `${damage}: the build succeeds\n${r.stderr}`);
+    const w = r.warnings.find((x) => x.includes(copyFrom.digest));
+    assert.ok(w, `${damage}: a warning names ${copyFrom.digest}:\n${r.warnings.join('\n')}`);
+    assert.match(w, /dropped \d+ cache record/);
+    // The steps built on the bad layer ran again; the build stage (its layers are fine) did not.
+    assert.ok(ranAgain(r, 'COPY --from=build') && ranAgain(r, 'RUN echo "linked'), stepsSummary(r));
+    for (const s of r.instructions.filter((x) => x.name.startsWith('[build '))) assert.ok(s.cached && s.miss === undefined, stepsSummary(r));
+    checkOutput(out, files);
+
+    // The next build of B is all hits from its own (good) records.
+    const again = await b.ok(join(b.root, 'ctx'), [...bb, '--cache-from', `type=local,src=${broken}`, '-o', 'type=cacheonly']);
+    assert.ok(allCached(again), stepsSummary(again));
+    assert.deepEqual(again.warnings, []);
+  }
+});
+
+test('folder: a damaged cache index is refused with a warning and the build goes on without it', async (t) => {
+  const a = new Machine('a');
+  t.after(() => a.cleanup());
+  const bb = await busyboxContext();
+  const files = { Dockerfile: compilerDockerfile('busybox'), ...sources(3) };
+  const cases: [string, (dir: string) => void, RegExp][] = [
+    ['changed config (the cache index)', (dir) => flipBytes(join(dir, 'blobs', 'sha256', folderManifest(dir).config.digest.slice(7))), /does not match its digest/],
+    ['truncated config', (dir) => { const p = join(dir, 'blobs', 'sha256', folderManifest(dir).config.digest.slice(7)); truncateSync(p, 10); }, /does not match its digest/],
+    ['missing manifest', (dir) => writeFileSync(join(dir, 'index.json'), JSON.stringify({ schemaVersion: 2, manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: `sha256:${'0'.repeat(64)}`, size: 10 }] })), /missing/],
+    ['garbage index.json', (dir) => writeFileSync(join(dir, 'index.json'), '{"schemaVersion": 2, "manif'), /./],
+  ];
+  for (const [what, damage, why] of cases) {
+    const dir = join(a.root, `cache-${what.replace(/\W+/g, '-')}`);
+    await exported(a, bb, files, dir);
+    damage(dir);
+    const b = new Machine('b');
+    t.after(() => b.cleanup());
+    const out = join(b.root, 'out');
+    const r = await b.build(b.context('ctx', files), [...bb, '--cache-from', `type=local,src=${dir}`, '-o', `type=local,dest=${out}`]);
+    assert.equal(r.code, 0, `${what}: the build goes on\n${r.stderr}`);
+    const w = r.warnings.find((x) => x.includes('--cache-from') && x.includes(dir));
+    assert.ok(w, `${what}: a warning names the cache:\n${r.stderr}`);
+    assert.match(w, why, what);
+    assert.ok(r.instructions.every((s) => !s.cached), `${what}: nothing came from the refused cache\n${stepsSummary(r)}`);
+    checkOutput(out, files);
+  }
+});
+
+test('registry: a corrupted blob in the registry storage is named, dropped and rebuilt', async (t) => {
+  const reg = await startRegistry();
+  const a = new Machine('a');
+  const b = new Machine('b');
+  t.after(async () => {
+    await reg.stop();
+    a.cleanup();
+    b.cleanup();
+  });
+  const base = await pushBusybox(reg.host);
+  const files = { Dockerfile: compilerDockerfile(base.ref), ...sources(3) };
+  const ref = `${reg.host}/ci/cache:tampered`;
+  await a.ok(a.context('ctx', files), ['--cache-to', `type=registry,ref=${ref},mode=max`]);
+  const index = await a.cacheLs(`type=registry,ref=${ref}`);
+  const bad = topLayer(index, 'RUN echo "linked');
+  flipBytes(reg.blobDataPath(bad.digest));
+
+  const out = join(b.root, 'out');
+  const r = await b.build(b.context('ctx', files), ['--cache-from', `type=registry,ref=${ref}`, '-o', `type=local,dest=${out}`]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.ok(r.warnings.some((x) => x.includes(bad.digest)), r.warnings.join('\n'));
+  assert.ok(ranAgain(r, 'RUN echo "linked'), stepsSummary(r));
+  assert.ok(!ranAgain(r, 'COPY --from=build'), `only the step on the bad layer reruns\n${stepsSummary(r)}`);
+  checkOutput(out, files);
+
+  // A tampered index (the artifact's config blob) is refused, the build runs without it.
+  const cfg = ((await (await fetch(`http://${reg.host}/v2/ci/cache/manifests/tampered`, { headers: { Accept: 'application/vnd.oci.image.manifest.v1+json' } })).json()) as { config: { digest: string } }).config.digest;
+  flipBytes(reg.blobDataPath(cfg));
+  const c = new Machine('c');
+  t.after(() => c.cleanup());
+  const r2 = await c.build(c.context('ctx', files), ['--cache-from', `type=registry,ref=${ref}`, '-o', 'type=cacheonly']);
+  assert.equal(r2.code, 0, r2.stderr);
+  assert.ok(r2.warnings.some((x) => x.includes('--cache-from') && x.includes(ref)), r2.stderr);
+  assert.ok(r2.instructions.every((s) => !s.cached), stepsSummary(r2));
+});
