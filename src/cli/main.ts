@@ -52,11 +52,23 @@ process.stdout.on('error', (e: NodeJS.ErrnoException) => {
   throw e;
 });
 
+let settled = false;
+// A command whose work never settles (a hung stream) would otherwise end with exit code 0.
+process.on('beforeExit', () => {
+  if (!settled) {
+    process.stderr.write('strata: internal error: the command stopped before it finished\n');
+    process.exitCode = 70;
+    settled = true;
+  }
+});
+
 main(process.argv.slice(2)).then(
   (code) => {
+    settled = true;
     process.exitCode = code;
   },
   (e: unknown) => {
+    settled = true;
     process.stderr.write(`strata: internal error: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
     process.exitCode = 70;
   },

@@ -52,6 +52,8 @@ export interface VertexResult {
   inputs: StepInputs;
   /** The step added a layer (false for hits too when the recorded result added none). */
   addedLayer: boolean;
+  /** When this result was produced (the record's creation time for hits). */
+  created?: number;
 }
 
 export function chainId(chain: LayerInfo[]): string {
@@ -161,7 +163,7 @@ export class Solver {
     stepInputs.note = `same step as ${twin.vertex.stepLabel} ${twin.vertex.instruction}, which ran in this build`;
     this.o.events({ type: 'status', vertex: ref, message: stepInputs.note, time: Date.now() });
     stepInputs.output = chainId(tr.chain);
-    const result: VertexResult = { chain: tr.chain, key, cached: true, reason: '', durationMs: Date.now() - t0, inputs: stepInputs, addedLayer: tr.addedLayer };
+    const result: VertexResult = { chain: tr.chain, key, cached: true, reason: '', durationMs: Date.now() - t0, inputs: stepInputs, addedLayer: tr.addedLayer, created: tr.created };
     this.steps.push({ vertex: v, result });
     return result;
   }
@@ -193,7 +195,7 @@ export class Solver {
             this.o.events({ type: 'status', vertex: ref, message: stepInputs.note, time: Date.now() });
           }
           stepInputs.output = chainId(chain);
-          const result: VertexResult = { chain, key, cached: true, reason: '', durationMs: Date.now() - t0, inputs: stepInputs, addedLayer: chain.length > inputs[0]!.chain.length };
+          const result: VertexResult = { chain, key, cached: true, reason: '', durationMs: Date.now() - t0, inputs: stepInputs, addedLayer: chain.length > inputs[0]!.chain.length, created: rec.created };
           this.steps.push({ vertex: v, result });
           return result;
         }
@@ -211,7 +213,7 @@ export class Solver {
       .run(key, JSON.stringify(chain.map((l) => l.diffId)), store.now(), store.now(), this.o.buildId, `${v.stepLabel} ${v.instruction}`, layer?.diffId ?? null);
     const durationMs = Date.now() - t0;
     this.o.events({ type: 'done', vertex: ref, time: Date.now(), durationMs });
-    const result: VertexResult = { chain, key, cached: false, reason, durationMs, inputs: stepInputs, addedLayer: !!layer };
+    const result: VertexResult = { chain, key, cached: false, reason, durationMs, inputs: stepInputs, addedLayer: !!layer, created: store.now() };
     this.steps.push({ vertex: v, result });
     return result;
   }

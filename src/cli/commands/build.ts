@@ -258,6 +258,7 @@ export async function runBuild(pathArg: string, flags: BuildFlags): Promise<stri
     info(`context: read ${solver.contextBytesRead} bytes`);
     const byVertex = new Map(solver.steps.map((s) => [s.vertex.id, s.result]));
     const finalChain = result.chain;
+    const producedAt = Math.max(0, ...solver.steps.map((s) => s.result.created ?? 0)) || store.now();
     // One image per layer encoding: the store keeps layers as committed; archives and registries
     // get compressed blobs (gzip unless the output asks for zstd), as buildx does.
     const images = new Map<string, Promise<BuiltImage>>();
@@ -273,9 +274,14 @@ export async function runBuild(pathArg: string, flags: BuildFlags): Promise<stri
             author: plan!.target.author,
             baseHistory: plan!.target.base.history,
             baseLayerCount: plan!.target.base.diffIds.length,
-            steps: plan!.target.history.map((h) => ({ entry: h.entry, addedLayer: h.vertex ? !!byVertex.get(h.vertex.id)?.addedLayer : false })),
+            steps: plan!.target.history.map((h) => {
+              const r = h.vertex ? byVertex.get(h.vertex.id) : undefined;
+              const at = sourceDateEpoch === undefined && r?.created !== undefined ? new Date(r.created).toISOString() : undefined;
+              return { entry: at ? { created: at, ...h.entry } : h.entry, addedLayer: !!r?.addedLayer };
+            }),
             chain,
-            created: sourceDateEpoch !== undefined ? new Date(sourceDateEpoch * 1000) : new Date(),
+            // The time the result was produced, so a fully cached rebuild gives the same image digest.
+            created: sourceDateEpoch !== undefined ? new Date(sourceDateEpoch * 1000) : new Date(producedAt),
             platform,
           });
         })();
@@ -325,7 +331,8 @@ export async function runBuild(pathArg: string, flags: BuildFlags): Promise<stri
         steps: [...solver.steps].sort((x, y) => x.vertex.id - y.vertex.id),
       });
     }
-    if (status === 'done') runGc(store, flags, buildId, started, warn);
+    // A build that ran nothing added nothing: skip the (du-costly) size check.
+    if (status === 'done' && solver?.steps.some((s) => !s.result.cached)) runGc(store, flags, buildId, started, warn);
     if (secretTmp) await rm(secretTmp, { recursive: true, force: true });
     store.close();
   }
