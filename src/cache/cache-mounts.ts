@@ -69,35 +69,27 @@ export async function acquireCacheMount(store: Store, id: string, sharing: 'shar
   writeFileSync(leaseFile, '');
   const dropLease = () => rmSync(leaseFile, { force: true });
   if (sharing === 'shared') return { dir: data, fresh, release: dropLease };
+  const held = (): CacheMountLease => {
+    heldInProcess.add(lock);
+    return {
+      dir: data,
+      fresh,
+      release() {
+        heldInProcess.delete(lock);
+        rmSync(lock, { recursive: true, force: true });
+        dropLease();
+      },
+    };
+  };
   if (sharing === 'locked') {
     for (let delay = 20; ; delay = Math.min(delay * 2, 500)) {
       if (!heldInProcess.has(lock) && tryLock(lock)) break;
       await new Promise((r) => setTimeout(r, delay));
     }
-    heldInProcess.add(lock);
-    return {
-      dir: data,
-      fresh,
-      release() {
-        heldInProcess.delete(lock);
-        rmSync(lock, { recursive: true, force: true });
-        dropLease();
-      },
-    };
+    return held();
   }
   // private: the shared instance when free, otherwise a throwaway one.
-  if (!heldInProcess.has(lock) && tryLock(lock)) {
-    heldInProcess.add(lock);
-    return {
-      dir: data,
-      fresh,
-      release() {
-        heldInProcess.delete(lock);
-        rmSync(lock, { recursive: true, force: true });
-        dropLease();
-      },
-    };
-  }
+  if (!heldInProcess.has(lock) && tryLock(lock)) return held();
   const extra = store.tmpPath('cachemount');
   mkdirSync(extra, { recursive: true });
   return {
