@@ -1,6 +1,6 @@
 // Running a RUN step: the parent chain mounted as an overlay, the step's mounts prepared, the
 // process started in an OCI runtime, its upper committed as the step's layer.
-import { chmod, chown, copyFile, cp, mkdir, writeFile } from 'node:fs/promises';
+import { chmod, chown, copyFile, cp, mkdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import posix from 'node:path/posix';
 import { StrataError } from '../errors.js';
@@ -11,6 +11,8 @@ import type { ExecMount, Runtime } from '../executor/types.js';
 import { runContainer } from '../executor/run.js';
 import { resolveUser } from '../executor/user.js';
 import { resolveInRoot } from '../fileops/resolve.js';
+import { copyFiles } from '../fileops/copy.js';
+import type { IgnoreFn, Reinclude } from '../context/walk.js';
 import { commitUpper, type CommitOptions } from './commit.js';
 import { mountChain, type MountedChain } from './mounts.js';
 
@@ -23,6 +25,9 @@ export interface ExecContext {
   log(stream: 1 | 2, data: Buffer): void;
   signal?: AbortSignal;
   buildId: string;
+  /** .dockerignore of the main context: ignored paths are not part of a bind mount either. */
+  ignore?: IgnoreFn;
+  ignoreMayReinclude?: Reinclude;
 }
 
 export async function runExec(vertex: Vertex, op: ExecOp, inputs: LayerInfo[][], ctx: ExecContext): Promise<LayerInfo | undefined> {
@@ -48,12 +53,25 @@ export async function runExec(vertex: Vertex, op: ExecOp, inputs: LayerInfo[][],
         mounts.push({ type: 'bind', source: lease.dir, target: m.target, readonly: m.readonly });
       } else if (m.type === 'bind') {
         let src = await sourceDir(m.from, m.source, inputs, ctx, cleanups);
-        if (!m.readonly && m.from.kind === 'context') {
-          // Writes to a rw bind are thrown away, as in BuildKit: give the step a scratch copy.
-          const copy = store.tmpPath('bindrw');
-          await cp(src, copy, { recursive: true, verbatimSymlinks: true });
+        const ignore = m.from.kind === 'context' && m.from.name === 'context' ? ctx.ignore : undefined;
+        if (m.from.kind === 'context' && (ignore || !m.readonly)) {
+          // The step must see exactly what its cache key covers: .dockerignore'd paths do not exist
+          // (BuildKit's context holds only what was sent). Writes to a rw bind are thrown away, as in
+          // BuildKit. Both need a copy of the selection.
+          const copy = store.tmpPath('bindctx');
+          await mkdir(copy, { recursive: true });
           cleanups.push(() => import('node:fs/promises').then((fs) => fs.rm(copy, { recursive: true, force: true })));
-          src = copy;
+          await copyFiles({
+            srcRoot: ctx.contextDirs[m.from.name]!,
+            srcIsRootfs: false,
+            ignore,
+            ignoreMayReinclude: ctx.ignoreMayReinclude,
+            sources: [m.source],
+            dest: '/',
+            destRoot: copy,
+            workdir: '/',
+          });
+          src = (await stat(src)).isDirectory() ? copy : join(copy, posix.basename(src));
         }
         mounts.push({ type: 'bind', source: src, target: m.target, readonly: m.readonly });
       } else {

@@ -296,6 +296,8 @@ export class Solver {
             log: (stream, data) => this.o.events({ type: 'log', vertex: ref, stream, data, time: Date.now() }),
             signal: this.o.signal,
             buildId: this.o.buildId,
+            ignore: this.o.ignore,
+            ignoreMayReinclude: this.o.ignoreMayReinclude,
           });
         case 'copy':
           return await runCopy(v, op, inputs, { store: this.o.store, contextDirs: this.o.contextDirs, ignore: this.o.ignore, ignoreMayReinclude: this.o.ignoreMayReinclude, commit });

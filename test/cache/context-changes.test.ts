@@ -2,7 +2,7 @@
 // must, with a reason naming the path (mode, content, added, removed).
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmodSync, cpSync, readdirSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { chmodSync, cpSync, existsSync, readFileSync, readdirSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { cacheEnv, misses, step, type CacheTestEnv } from './support.js';
 
@@ -133,4 +133,38 @@ test('a .dockerignore\'d file changing, appearing or vanishing busts nothing', a
   writeFileSync(join(ctx, '.dockerignore'), 'src/*.log\nnotes/\n# a comment\n');
   r = await t.ok(ctx);
   assert.equal(misses(r.instructions), '');
+});
+
+test('a RUN bind mount of the context sees only what its key covers (.dockerignore applies)', async () => {
+  const ctx = t.env.context('ctx-bind', {
+    Dockerfile: `FROM busybox
+RUN --mount=type=bind,source=.,target=/src ls -a /src > /listing && cat /src/*.txt > /texts
+RUN --mount=type=bind,source=conf,target=/conf,rw cat /conf/* > /conf-all && echo scribble > /conf/new
+RUN --mount=type=bind,source=keep.txt,target=/keep.txt cat /keep.txt > /keep-copy
+`,
+    '.dockerignore': 'secret.txt\nconf/*.bak\n',
+    'keep.txt': 'keep\n',
+    'secret.txt': 'secret\n',
+    'conf/app.conf': 'a=1\n',
+    'conf/app.bak': 'old\n',
+  });
+  const out = join(t.env.root, 'bind-out');
+  await t.ok(ctx, ['--output', `type=local,dest=${out}`]);
+  const listing = readFileSync(join(out, 'listing'), 'utf8').split('\n').filter(Boolean);
+  assert.ok(!listing.includes('secret.txt'), `ignored file hidden from the bind: ${listing.join(' ')}`);
+  assert.ok(listing.includes('keep.txt'));
+  assert.equal(readFileSync(join(out, 'texts'), 'utf8'), 'keep\n');
+  assert.equal(readFileSync(join(out, 'conf-all'), 'utf8'), 'a=1\n');
+  assert.equal(readFileSync(join(out, 'keep-copy'), 'utf8'), 'keep\n');
+  assert.ok(!existsSync(join(ctx, 'conf/new')), 'writes to a rw bind do not reach the context');
+
+  // So changing an ignored file cannot leave a stale result behind: nothing to miss for.
+  writeFileSync(join(ctx, 'secret.txt'), 'another secret\n');
+  writeFileSync(join(ctx, 'conf/app.bak'), 'older\n');
+  const r = await t.ok(ctx);
+  assert.equal(misses(r.instructions), '');
+  writeFileSync(join(ctx, 'keep.txt'), 'kept\n');
+  const r2 = await t.ok(ctx);
+  assert.equal(step(r2.instructions, 'source=.,target=/src').miss, 'keep.txt content changed');
+  assert.equal(step(r2.instructions, 'source=keep.txt').miss, 'keep.txt content changed');
 });
