@@ -3,7 +3,7 @@
 // pid is dead); `private` hands a concurrent user a fresh instance; `shared` lets everyone write.
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { StrataError } from '../errors.js';
 import { join } from 'node:path';
 import type { Store } from './store.js';
@@ -100,6 +100,22 @@ export async function acquireCacheMount(store: Store, id: string, sharing: 'shar
       dropLease();
     },
   };
+}
+
+/**
+ * Fills a fresh cache mount from a folder (`from=STAGE,source=PATH`), keeping owners, modes,
+ * times and symlinks as they are in the stage (Node's fs.cp would make everything root's).
+ */
+export async function seedCacheMountFrom(id: string, source: string, dir: string): Promise<void> {
+  const from = statSync(source).isDirectory() ? `${source}/.` : source;
+  const stderr = await new Promise<string>((res, rej) => {
+    const c = spawn('cp', ['-a', '--', from, dir], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let err = '';
+    c.stderr.on('data', (d) => (err += d));
+    c.on('error', rej);
+    c.on('close', (code) => res(code === 0 ? '' : err.trim() || `cp exited with ${code}`));
+  });
+  if (stderr) throw new StrataError('CACHE_MOUNT_SEED', `cache mount ${id}: cannot copy its from= source: ${stderr}`);
 }
 
 /** Whether a live process holds a lease on the cache mount. */

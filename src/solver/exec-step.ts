@@ -1,11 +1,11 @@
 // Running a RUN step: the parent chain mounted as an overlay, the step's mounts prepared, the
 // process started in an OCI runtime, its upper committed as the step's layer.
-import { chmod, chown, copyFile, cp, mkdir, stat, writeFile } from 'node:fs/promises';
+import { chmod, chown, copyFile, mkdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import posix from 'node:path/posix';
 import { StrataError } from '../errors.js';
 import type { LayerInfo, Store } from '../cache/store.js';
-import { acquireCacheMount, type CacheMountLease } from '../cache/cache-mounts.js';
+import { acquireCacheMount, seedCacheMountFrom, type CacheMountLease } from '../cache/cache-mounts.js';
 import type { ExecOp, Vertex } from '../graph/ops.js';
 import type { ExecMount, Runtime } from '../executor/types.js';
 import { runContainer } from '../executor/run.js';
@@ -45,7 +45,7 @@ export async function runExec(vertex: Vertex, op: ExecOp, inputs: LayerInfo[][],
         if (lease.fresh) {
           if (m.from) {
             const seed = await sourceDir(m.from, m.source ?? '/', inputs, ctx, cleanups);
-            await cp(seed, lease.dir, { recursive: true, verbatimSymlinks: true, force: true });
+            await seedCacheMountFrom(m.id, seed, lease.dir);
           }
           await chmod(lease.dir, m.mode);
           await chown(lease.dir, m.uid, m.gid);

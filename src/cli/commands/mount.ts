@@ -1,8 +1,8 @@
 // `strata mount ...`: cache mounts as things you can list, copy out, seed, share with a dev
 // container (`podman run -v "$(strata mount path pip)":/root/.cache/pip`) and remove.
 import type { Command } from 'commander';
-import { existsSync, mkdirSync, rmSync, statSync } from "node:fs";
-import { cp, rm } from 'node:fs/promises';
+import { existsSync, mkdirSync, rmSync, statSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { StrataError } from '../../errors.js';
 import { Store } from '../../cache/store.js';
@@ -26,7 +26,13 @@ function requireMount(store: Store, id: string): string {
   return join(cacheMountDir(store, id), 'data');
 }
 
-const isTar = (p: string) => /\.(tar|tar\.gz|tgz|tar\.zst)$/.test(p);
+const isTar = (p: string) => /\.(tar|tar\.gz|tgz|tar\.zst|tar\.zstd)$/.test(p);
+
+/** Copies a tree's contents keeping owners, modes, times, xattrs and symlinks (Node's cp drops owners). */
+async function copyTree(src: string, dest: string, what: string): Promise<void> {
+  const r = await run('cp', ['-a', '--', `${src}/.`, dest]);
+  if (r.code !== 0) throw new StrataError('COPY_FAILED', `${what}: ${r.stderr.trim()}`);
+}
 
 export function registerMount(program: Command): void {
   const mount = program.command('mount').description('Cache mounts (RUN --mount=type=cache): list, export, import, path, rm');
@@ -92,11 +98,12 @@ export function registerMount(program: Command): void {
         const src = requireMount(store, id);
         const d = resolve(dest);
         if (isTar(d)) {
-          const r = await run('tar', ['--numeric-owner', '--xattrs', `-c${d.endsWith('gz') ? 'z' : ''}f`, d, '-C', src, '.']);
-          if (r.code !== 0) throw new StrataError('EXPORT_FAILED', `tar failed: ${r.stderr.trim()}`);
+          // -a: compression from the suffix (.tar, .tar.gz/.tgz, .tar.zst).
+          const r = await run('tar', ['--numeric-owner', '--xattrs', '-a', '-cf', d, '-C', src, '.']);
+          if (r.code !== 0) throw new StrataError('EXPORT_FAILED', `cannot write ${d}: ${r.stderr.trim()}`);
         } else {
           mkdirSync(d, { recursive: true });
-          await cp(src, d, { recursive: true, verbatimSymlinks: true, preserveTimestamps: true, force: true });
+          await copyTree(src, d, `cannot copy cache mount ${id} to ${d}`);
         }
         process.stdout.write(`exported cache mount ${id} to ${d}\n`);
       } finally {
@@ -115,15 +122,23 @@ export function registerMount(program: Command): void {
       try {
         const src = resolve(srcArg);
         if (!existsSync(src)) throw new StrataError('NO_SOURCE', `${src} does not exist`);
+        if (!['shared', 'private', 'locked'].includes(o.sharing)) {
+          throw new StrataError('BAD_FLAG', `--sharing ${o.sharing}: must be shared, private or locked`);
+        }
+        if (!statSync(src).isDirectory() && !isTar(src)) {
+          throw new StrataError('BAD_FLAG', `${src} is neither a folder nor a .tar, .tar.gz, .tgz or .tar.zst file`);
+        }
         if (cacheMountInUse(store, id)) throw new StrataError('IN_USE', `cache mount ${id} is in use by a running build`, { hint: 'try again when the build has finished' });
-        const lease = await acquireCacheMount(store, id, o.sharing as 'shared');
+        // An existing mount keeps the sharing its builds declared; --sharing is for a new one.
+        const existing = store.db.prepare('SELECT sharing FROM cache_mounts WHERE id=?').get(id) as { sharing: 'shared' | 'private' | 'locked' } | undefined;
+        const lease = await acquireCacheMount(store, id, existing?.sharing ?? (o.sharing as 'shared'));
         try {
           await rm(lease.dir, { recursive: true, force: true });
           mkdirSync(lease.dir, { recursive: true });
-          if (statSync(src).isDirectory()) await cp(src, lease.dir, { recursive: true, verbatimSymlinks: true, preserveTimestamps: true, force: true });
+          if (statSync(src).isDirectory()) await copyTree(src, lease.dir, `cannot copy ${src} into cache mount ${id}`);
           else {
             const r = await run('tar', ['--numeric-owner', '--same-owner', '--xattrs', '-xf', src, '-C', lease.dir]);
-            if (r.code !== 0) throw new StrataError('IMPORT_FAILED', `tar failed: ${r.stderr.trim()}`);
+            if (r.code !== 0) throw new StrataError('IMPORT_FAILED', `cannot unpack ${src}: ${r.stderr.trim()}`);
           }
         } finally {
           lease.release();
