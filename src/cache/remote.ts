@@ -4,7 +4,7 @@
 // fetched (and verified) when a step actually needs its content.
 import { createHash } from 'node:crypto';
 import { createReadStream, existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { Readable } from 'node:stream';
+import { PassThrough, Readable } from 'node:stream';
 import { copyFile, rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import { StrataError } from '../errors.js';
@@ -257,6 +257,13 @@ async function unchangedMounts(old: CacheIndex | undefined, mounts: ExportedMoun
   return out;
 }
 
+function dropRecordsWithout(index: CacheIndex, missing: Set<string>): void {
+  if (missing.size === 0) return;
+  index.records = index.records.filter((r) => !r.chain.some((d) => missing.has(d)));
+  const used = new Set(index.records.flatMap((r) => r.chain));
+  index.layers = index.layers.filter((l) => used.has(l.diffId));
+}
+
 function mergeIndex(old: CacheIndex | undefined, req: ExportRequest, mounts: ExportedMount[], exportId: string, now: number): CacheIndex {
   const exports = [{ id: exportId, time: now }, ...(old?.exports ?? [])].slice(0, Math.max(1, req.keep));
   const keepIds = new Set(exports.map((e) => e.id));
@@ -311,6 +318,10 @@ export async function exportToLocal(store: Store, dir: string, req: ExportReques
     const kept = await unchangedMounts(old, mounts, async (d) => existsSync(join(dir, 'blobs', 'sha256', hexOf(d))));
     mounts = mounts.map((m) => kept.get(m.id) ?? m);
     const index = mergeIndex(old, req, mounts, exportId, store.now());
+    // A layer neither here nor in the folder (a kept record whose blob is gone): its records go.
+    const inFolder = (d: string) => existsSync(join(dir, 'blobs', 'sha256', hexOf(d)));
+    dropRecordsWithout(index, new Set(index.layers.filter((l) => !store.hasBlob(l.digest) && !inFolder(l.digest)).map((l) => l.diffId)));
+    index.mounts = index.mounts.filter((m) => store.hasBlob(m.digest) || inFolder(m.digest));
     let blobsWritten = 0;
     const put = async (digest: string, from: string) => {
       const dest = join(dir, 'blobs', 'sha256', hexOf(digest));
@@ -357,7 +368,35 @@ export async function exportToLocal(store: Store, dir: string, req: ExportReques
 
 
 /** Pushes the export to a registry as one OCI artifact under `ref` (last writer wins, never a mix). */
-export async function exportToRegistry(store: Store, client: RegistryClient, refText: string, req: ExportRequest, mounts: ExportedMount[], exportId: string): Promise<{ index: CacheIndex }> {
+/** A blob streamed from another repository (the registry verifies the digest of the upload). */
+function streamFrom(client: RegistryClient, from: ImageReference, digest: string): () => Readable {
+  return () => {
+    const out = new PassThrough();
+    client.openBlob(from, digest).then(
+      (s) => {
+        s.on('error', (e) => out.destroy(e));
+        s.pipe(out);
+      },
+      (e: unknown) => out.destroy(e instanceof Error ? e : new Error(String(e))),
+    );
+    return out;
+  };
+}
+
+/**
+ * `layerSource` tells where a layer missing from the store was imported from: a layer from another
+ * repository of the same registry is mounted across repositories (streamed if the mount is refused)
+ * rather than fetched here first.
+ */
+export async function exportToRegistry(
+  store: Store,
+  client: RegistryClient,
+  refText: string,
+  req: ExportRequest,
+  mounts: ExportedMount[],
+  exportId: string,
+  layerSource: (l: LayerInfo) => CacheSource | undefined = () => undefined,
+): Promise<{ index: CacheIndex }> {
   const ref: ImageReference = parseReference(refText);
   let old: CacheIndex | undefined;
   try {
@@ -369,17 +408,26 @@ export async function exportToRegistry(store: Store, client: RegistryClient, ref
   mounts = mounts.map((m) => kept.get(m.id) ?? m);
   const index = mergeIndex(old, req, mounts, exportId, store.now());
   // Records kept from an older export whose blobs we do not hold are dropped unless the registry has them.
+  const missing = new Set<string>();
   for (const l of index.layers) {
-    if (store.hasBlob(l.digest)) await client.pushBlob(ref, l.digest, l.size, store.blobPath(l.digest));
-    else if (!(await client.blobExists(ref, l.digest))) {
-      index.records = index.records.filter((r) => !r.chain.includes(l.diffId));
+    if (store.hasBlob(l.digest)) {
+      await client.pushBlob(ref, l.digest, l.size, store.blobPath(l.digest));
+      continue;
     }
+    if (await client.blobExists(ref, l.digest)) continue;
+    const src = layerSource(l);
+    const from = src?.kind === 'registry' ? parseReference(src.ref) : undefined;
+    if (from && from.registry === ref.registry) await client.pushBlob(ref, l.digest, l.size, streamFrom(client, from, l.digest), { mountFrom: from });
+    else missing.add(l.diffId);
   }
-  const usedLayers = new Set(index.records.flatMap((r) => r.chain));
-  index.layers = index.layers.filter((l) => usedLayers.has(l.diffId));
+  dropRecordsWithout(index, missing);
+  const mountsHere: ExportedMount[] = [];
   for (const m of index.mounts) {
     if (store.hasBlob(m.digest)) await client.pushBlob(ref, m.digest, m.size, store.blobPath(m.digest));
+    else if (!(await client.blobExists(ref, m.digest))) continue;
+    mountsHere.push(m);
   }
+  index.mounts = mountsHere;
   const configBytes = Buffer.from(JSON.stringify(index));
   const configDigest = 'sha256:' + sha256Hex(configBytes);
   await client.pushBlob(ref, configDigest, configBytes.length, () => Readable.from([configBytes]));

@@ -1,13 +1,15 @@
 // `--cache-to` / `--cache-from` (buildx syntax) and the work behind them, shared by `strata build`
 // and `strata cache export|import`.
 import { randomBytes } from 'node:crypto';
-import { resolve } from 'node:path';
+import { existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { StrataError } from '../errors.js';
-import type { LayerInfo, Store } from '../cache/store.js';
+import { hexOf, type LayerInfo, type Store } from '../cache/store.js';
 import { packCacheMount } from '../cache/cache-mounts.js';
 import { exportToLocal, exportToRegistry, importCache, type CacheSource, type ExportedMount, type ImportResult } from '../cache/remote.js';
 import type { RegistryClient } from '../registry/client.js';
-import type { Materializer } from '../solver/materialize.js';
+import { BadCacheLayer, dropBadLayer, type Materializer } from '../solver/materialize.js';
+import { parseReference } from '../registry/reference.js';
 import { parseKv } from './build-options.js';
 import { digestOf } from '../graph/digest.js';
 import type { Vertex } from '../graph/ops.js';
@@ -97,6 +99,25 @@ export interface ExportInput {
   mountIds: string[];
   /** selection_cache keys the exported COPY --from steps used; undefined exports every row. */
   selectionKeys?: string[];
+  /** A record whose layer cannot be fetched intact is left out of the export, with a warning. */
+  warn?: (message: string) => void;
+}
+
+/**
+ * Whether the exporter gets a layer that is not in the store without fetching it here: the
+ * destination already has the blob (e.g. it was imported from there), or the layer comes from
+ * another repository of the destination registry (mounted across repositories).
+ */
+async function atDestination(client: RegistryClient, src: CacheSource | undefined, l: LayerInfo, dest: CacheSource): Promise<boolean> {
+  if (!src) return false;
+  if (dest.kind === 'local') return existsSync(join(dest.dir, 'blobs', 'sha256', hexOf(l.digest)));
+  try {
+    const to = parseReference(dest.ref);
+    if (src.kind === 'registry' && parseReference(src.ref).registry === to.registry) return true;
+    return await client.blobExists(to, l.digest);
+  } catch {
+    return false;
+  }
 }
 
 /**
@@ -128,7 +149,17 @@ function selectionsFor(store: Store, keys: string[] | undefined): { key: string;
 export async function runExport(store: Store, client: RegistryClient, materializer: Materializer, spec: CacheToSpec, input: ExportInput): Promise<{ records: number; mounts: number; blobsWritten?: number }> {
   const records = [];
   for (const r of input.records) {
-    await materializer.blobsOf(r.chain);
+    try {
+      const fetch: LayerInfo[] = [];
+      for (const l of r.chain) if (!(await atDestination(client, materializer.blobSource(l), l, spec.dest))) fetch.push(l);
+      await materializer.blobsOf(fetch);
+    } catch (e) {
+      if (!(e instanceof BadCacheLayer)) throw e;
+      // Forgotten here too: a later build reruns the step instead of meeting the bad blob again.
+      dropBadLayer(store, e.diffId);
+      input.warn?.(`${e.message}; ${r.description} is left out of the cache export`);
+      continue;
+    }
     r.chain = await compressChain(store, r.chain, spec.compression);
     const row = store.db.prepare('SELECT created FROM cache_records WHERE key=?').get(r.key) as { created: number } | undefined;
     records.push({ key: r.key, chain: r.chain, created: row?.created ?? store.now(), description: r.description });
@@ -147,6 +178,6 @@ export async function runExport(store: Store, client: RegistryClient, materializ
     const r = await exportToLocal(store, spec.dest.dir, req, mounts, exportId);
     return { records: r.index.records.length, mounts: mounts.length, blobsWritten: r.blobsWritten };
   }
-  const r = await exportToRegistry(store, client, spec.dest.ref, req, mounts, exportId);
+  const r = await exportToRegistry(store, client, spec.dest.ref, req, mounts, exportId, (l) => materializer.blobSource(l));
   return { records: r.index.records.length, mounts: mounts.length };
 }

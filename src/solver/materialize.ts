@@ -22,7 +22,7 @@ export class BadCacheLayer extends StrataError {
 }
 
 /** Where a missing layer can be fetched; `image` is set for a base image's layers. */
-type LayerSource = CacheSource & { image?: string };
+export type LayerSource = CacheSource & { image?: string };
 
 export class Materializer {
   private readonly unpacking = new Map<string, Promise<void>>();
@@ -58,6 +58,11 @@ export class Materializer {
     } finally {
       await rm(tmp, { force: true });
     }
+  }
+
+  /** Where a layer whose blob is not in the store would be fetched from. */
+  blobSource(l: LayerInfo): LayerSource | undefined {
+    return this.store.hasBlob(l.digest) ? undefined : this.source(l.diffId);
   }
 
   /** Whether the layer is here or can be fetched. */

@@ -85,3 +85,50 @@ test('registry: an all-hit cacheonly build in a fresh store GETs no layer blob (
   const wanted = new Set(finalRecord.chain.map((d) => digestOf.get(d)));
   assert.deepEqual([...fetched].sort(), [...wanted].sort(), 'the final stage chain, nothing of the build stage');
 });
+
+test('CI loop (--cache-from X --cache-to X): exporting back fetches no layer the destination already has', async (t) => {
+  const reg = await startRegistry();
+  const a = new Machine('a');
+  const b = new Machine('b');
+  const c = new Machine('c');
+  t.after(async () => {
+    await reg.stop();
+    for (const m of [a, b, c]) m.cleanup();
+  });
+  const bb = await busyboxContext();
+  const files = { Dockerfile: compilerDockerfile('busybox'), ...sources(3) };
+  const dir = join(a.root, 'cache');
+  await a.ok(a.context('ctx', files), [...bb, '--cache-to', `type=local,dest=${dir},mode=max,mounts=all`]);
+  const index = await a.cacheLs(dir);
+  const layerBlobs = new Set(index.layers.map((l) => l.digest.slice(7)));
+
+  // B: all hits, exported back to the same folder and to a registry.
+  const ref = `${reg.host}/ci/loop:main`;
+  const ctxB = b.context('ctx', files);
+  const r = await b.ok(ctxB, [...bb, '--cache-from', `type=local,src=${dir}`, '--cache-to', `type=local,dest=${dir},mode=max,mounts=all`, '-o', 'type=cacheonly']);
+  assert.ok(allCached(r), stepsSummary(r));
+  assert.deepEqual(b.storeContent().blobs.filter((x) => layerBlobs.has(x)), [], 'no layer blob copied into B to export it where it already is');
+  const after = await b.cacheLs(dir);
+  assert.deepEqual(after.records.map((x) => x.key).sort(), index.records.map((x) => x.key).sort());
+  const { existsSync } = await import('node:fs');
+  for (const l of after.layers) assert.ok(existsSync(join(dir, 'blobs', 'sha256', l.digest.slice(7))), `${l.digest} is in the folder`);
+
+  // To another destination the layers must travel: B fetches them (verified) and writes them.
+  const r2 = await b.ok(ctxB, [...bb, '--cache-from', `type=local,src=${dir}`, '--cache-to', `type=registry,ref=${ref},mode=max`, '-o', 'type=cacheonly']);
+  assert.ok(allCached(r2), stepsSummary(r2));
+  const pushed = await b.cacheLs(`type=registry,ref=${ref}`);
+  assert.equal(pushed.records.length, index.records.length);
+  // C imports from the registry: complete, all hits, and the image output gets every blob.
+  const r3 = await c.ok(c.context('ctx', files), [...bb, '--cache-from', `type=registry,ref=${ref}`, '-o', `type=local,dest=${join(c.root, 'out')}`]);
+  assert.ok(allCached(r3), stepsSummary(r3));
+
+  // And back through the registry: B exporting to the ref it imported from GETs no layer.
+  const d = new Machine('d');
+  t.after(() => d.cleanup());
+  const before = (await reg.requests()).length;
+  const r4 = await d.ok(d.context('ctx', files), [...bb, '--cache-from', `type=registry,ref=${ref}`, '--cache-to', `type=registry,ref=${ref},mode=max`, '-o', 'type=cacheonly']);
+  assert.ok(allCached(r4), stepsSummary(r4));
+  const gets = (await reg.requests()).slice(before).filter((q) => q.method === 'GET' && q.path.includes('/blobs/') && layerBlobs.has(q.path.slice(q.path.lastIndexOf(':') + 1)));
+  assert.deepEqual(gets, []);
+  assert.equal((await d.cacheLs(`type=registry,ref=${ref}`)).records.length, index.records.length);
+});

@@ -4,7 +4,7 @@
 // goes on without that cache.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { openSync, readFileSync, statSync, truncateSync, writeFileSync, writeSync, closeSync } from 'node:fs';
+import { openSync, readdirSync, readFileSync, statSync, truncateSync, writeFileSync, writeSync, closeSync } from 'node:fs';
 import { join } from 'node:path';
 import { Machine, allCached, busyboxContext, compilerDockerfile, folderManifest, sources, stepsSummary, type Built, type CacheIndexJson } from './support.js';
 import { startRegistry } from '../helpers/registry.js';
@@ -142,4 +142,37 @@ test('registry: a corrupted blob in the registry storage is named, dropped and r
   assert.equal(r2.code, 0, r2.stderr);
   assert.ok(r2.warnings.some((x) => x.includes('--cache-from') && x.includes(ref)), r2.stderr);
   assert.ok(r2.instructions.every((s) => !s.cached), stepsSummary(r2));
+});
+
+test('a bad imported layer met while exporting leaves its records out of the export, with a warning', async (t) => {
+  const a = new Machine('a');
+  const b = new Machine('b');
+  const c = new Machine('c');
+  t.after(() => [a, b, c].forEach((m) => m.cleanup()));
+  const bb = await busyboxContext();
+  const files = { Dockerfile: compilerDockerfile('busybox'), ...sources(3) };
+  const dir = join(a.root, 'cache');
+  await exported(a, bb, files, dir);
+  const index = await a.cacheLs(dir);
+  // The compiler's layer: the final stage only needs its selection checksum, so the build never reads it.
+  const bad = topLayer(index, 'RUN --mount=type=cache');
+  flipBytes(join(dir, 'blobs', 'sha256', bad.digest.slice(7)));
+
+  const other = join(b.root, 'other-cache');
+  const r = await b.build(b.context('ctx', files), [...bb, '--cache-from', `type=local,src=${dir}`, '--cache-to', `type=local,dest=${other},mode=max`, '-o', 'type=cacheonly']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.ok(allCached(r), stepsSummary(r));
+  const w = r.warnings.find((x) => x.includes(bad.digest));
+  assert.ok(w, r.stderr);
+  assert.match(w, /left out of the cache export/);
+  const out = await b.cacheLs(other);
+  assert.ok(!out.records.some((x) => x.chain.includes(bad.diffId)), 'no exported record uses the bad layer');
+  assert.ok(out.records.some((x) => x.description.includes('COPY --from=build')), 'the rest is exported');
+  assert.deepEqual(new Set(readdirSync(join(other, 'blobs', 'sha256'))), new Set([folderManifest(other).manifestDigest, folderManifest(other).config.digest, ...folderManifest(other).layers.map((l) => l.digest)].map((d) => d.slice(7))));
+
+  // What was exported is sound: C gets the final stage from it, and the build stage reruns.
+  const r2 = await c.ok(c.context('ctx', files), [...bb, '--cache-from', `type=local,src=${other}`, '-o', `type=local,dest=${join(c.root, 'out')}`]);
+  assert.ok(r2.instructions.filter((s) => s.name.startsWith('[stage-1 ')).every((s) => s.cached), stepsSummary(r2));
+  assert.deepEqual(r2.warnings, []);
+  checkOutput(join(c.root, 'out'), files);
 });

@@ -312,6 +312,7 @@ export async function runBuild(pathArg: string, flags: BuildFlags): Promise<stri
         records: stepsToExport.map((s) => ({ key: s.result.key, chain: s.result.chain, description: `${s.vertex.stepLabel} ${s.vertex.instruction}` })),
         mountIds,
         selectionKeys: await copyFromSelectionKeys(stepsToExport, (v) => solver!.solve(v)),
+        warn,
       });
       info(`exported cache to ${describe(spec.dest)}: ${r.records} records, ${r.mounts} cache mount(s)`);
     }
