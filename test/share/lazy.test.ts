@@ -84,6 +84,21 @@ test('registry: an all-hit cacheonly build in a fresh store GETs no layer blob (
   const digestOf = new Map(index.layers.map((l) => [l.diffId, l.digest]));
   const wanted = new Set(finalRecord.chain.map((d) => digestOf.get(d)));
   assert.deepEqual([...fetched].sort(), [...wanted].sort(), 'the final stage chain, nothing of the build stage');
+
+  // Exporting to another repository of the same registry: layers B never fetched are mounted
+  // across repositories, not downloaded; the new cache is complete.
+  const other = `${reg.host}/ci/other:pr-1`;
+  const before3 = (await reg.requests()).length;
+  const r3 = await b.ok(ctxB, ['--cache-from', `type=registry,ref=${ref},mounts=none`, '--cache-to', `type=registry,ref=${other},mode=max`, '-o', 'type=cacheonly']);
+  assert.ok(allCached(r3), stepsSummary(r3));
+  const during3 = (await reg.requests()).slice(before3);
+  const gets3 = during3.filter((q) => q.method === 'GET' && layerDigests.has(q.path.slice(q.path.lastIndexOf('/') + 1)));
+  assert.deepEqual(gets3, [], 'no layer fetched to export it');
+  assert.ok(during3.some((q) => q.method === 'POST' && q.path.startsWith('/v2/ci/other/blobs/uploads/') && q.path.includes('mount=')), 'cross-repository mounts');
+  const c = new Machine('c');
+  t.after(() => c.cleanup());
+  const r4 = await c.ok(c.context('ctx', { ...files, Dockerfile: compilerDockerfile(base.ref) + 'RUN cat /built.txt > /again.txt\n' }), ['--cache-from', `type=registry,ref=${other}`, '-o', `type=local,dest=${join(c.root, 'out')}`]);
+  assert.ok(allCached(r4), stepsSummary(r4));
 });
 
 test('CI loop (--cache-from X --cache-to X): exporting back fetches no layer the destination already has', async (t) => {
