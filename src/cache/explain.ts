@@ -23,6 +23,8 @@ export interface StepInputs {
   note?: string;
   /** Chain id of the step's result (not part of the key): tells whether a rerun changed anything. */
   output?: string;
+  /** SOURCE_DATE_EPOCH the step's layer times are clamped to. */
+  sourceDateEpoch?: number;
 }
 
 export interface PreviousStep {
@@ -167,6 +169,9 @@ export function explainMiss(cur: CurrentStep, prev: PreviousBuild | undefined): 
   const argNames = new Set([...Object.keys(a.args), ...Object.keys(b.args)]);
   for (const n of [...argNames].sort()) {
     if (a.args[n] !== b.args[n]) reasons.push(`build arg ${n} changed (${a.args[n] ?? '<unset>'} -> ${b.args[n] ?? '<unset>'})`);
+  }
+  if (a.sourceDateEpoch !== b.sourceDateEpoch && !argNames.has('SOURCE_DATE_EPOCH')) {
+    reasons.push(`SOURCE_DATE_EPOCH changed (${a.sourceDateEpoch ?? '<unset>'} -> ${b.sourceDateEpoch ?? '<unset>'})`);
   }
   if (a.filesDigest !== b.filesDigest) {
     reasons.push(describeFiles(a.files ?? {}, b.files ?? {}) ?? 'selected files changed');

@@ -144,7 +144,9 @@ export class Solver {
       throw located(e, v);
     });
     stepInputs.inputNames = v.inputs.map((iv, i) => (iv.op.kind === 'image' || iv.op.kind === 'layout' ? inputs[i]!.inputs.inputNames![0]! : iv.op.kind === 'scratch' ? 'scratch' : `${iv.stepLabel} ${iv.instruction}`));
-    const key = digestOf({ v: CACHE_KEY_VERSION, op: stepInputs.op, files: stepInputs.filesDigest, inputs: stepInputs.inputs });
+    // SOURCE_DATE_EPOCH clamps the times in every layer a step makes: a result made without it (or
+    // with another value) is not what this build would make. Absent, it leaves older keys as they were.
+    const key = digestOf({ v: CACHE_KEY_VERSION, op: stepInputs.op, files: stepInputs.filesDigest, inputs: stepInputs.inputs, sourceDateEpoch: stepInputs.sourceDateEpoch });
     // Identical steps (same key) in several stages must share one result: two runs would record
     // two different chains under one key, and the loser's children would never hit again.
     const twin = this.byKey.get(key);
@@ -227,7 +229,7 @@ export class Solver {
   private async stepInputs(v: Vertex, inputs: VertexResult[]): Promise<StepInputs> {
     const op = v.op;
     const def: Op = op;
-    const out: StepInputs = { op: digestOf(def), def: def as unknown as Record<string, unknown>, args: v.args, inputs: inputs.map((i) => chainId(i.chain)) };
+    const out: StepInputs = { op: digestOf(def), def: def as unknown as Record<string, unknown>, args: v.args, inputs: inputs.map((i) => chainId(i.chain)), sourceDateEpoch: this.o.sourceDateEpoch };
     const selections: { root: string; sources: string[]; excludes?: string[]; parents?: boolean }[] = [];
     if (op.kind === 'copy' && op.from.kind === 'context' && !op.sources.some((s) => /^https?:\/\//.test(s))) {
       const root = this.o.contextDirs[op.from.name];
