@@ -160,6 +160,7 @@ export function collectGarbage(store: Store, candidates?: Set<string>): void {
   }
   const layers = store.db.prepare('SELECT diff_id, blob_digest, last_used FROM layers').all() as { diff_id: string; blob_digest: string; last_used: number }[];
   const delLayer = store.db.prepare('DELETE FROM layers WHERE diff_id=?');
+  const delSource = store.db.prepare('DELETE FROM layer_sources WHERE diff_id=?');
   for (const l of layers) {
     const imageLayer = liveBlobs.has(l.blob_digest);
     if (live.has(l.diff_id) || l.last_used >= active || (imageLayer && !candidates?.has(l.diff_id))) {
@@ -176,6 +177,7 @@ export function collectGarbage(store: Store, candidates?: Set<string>): void {
     // are records of their own (`image` in du) and go only when a prune chooses them.
     if (candidates && !candidates.has(l.diff_id)) continue;
     delLayer.run(l.diff_id);
+    delSource.run(l.diff_id);
     rmSync(store.layerDir(l.diff_id), { recursive: true, force: true });
   }
   const blobs = store.db.prepare('SELECT digest, last_used FROM blobs').all() as { digest: string; last_used: number }[];

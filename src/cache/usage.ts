@@ -68,10 +68,12 @@ export function usage(store: Store, opts: { sizes?: boolean } = {}): UsageRecord
   const out: UsageRecord[] = [];
   const owned = new Set<string>();
   const pinned = namedImageBlobs(store);
+  // Bytes on this disk: a layer listed by an imported cache or a base image but not fetched yet
+  // (its blob elsewhere, not unpacked) takes none.
   const layerSize = (d: string) => {
     const l = layers.get(d);
     if (!l) return 0;
-    return l.size + (l.unpacked ? l.disk_size : 0);
+    return (store.hasBlob(l.blob_digest) ? l.size : 0) + (l.unpacked ? l.disk_size : 0);
   };
   // A record owns the layer its step added; two records that added the same bytes share it.
   for (const r of parsed) {

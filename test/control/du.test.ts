@@ -2,6 +2,8 @@
 // exec.cachemount cache mounts), each filter (type, id, until) alone and combined, --verbose, totals.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
 import { controlEnv, described, type ControlEnv, type DuRecord } from './support.js';
 
 let c: ControlEnv;
@@ -133,3 +135,34 @@ test('du table and --verbose: every record, and totals that add up', async () =>
   const filtered = (await c.cli(['du', '--verbose', '--filter', 'type=exec.cachemount'])).stdout;
   assert.equal(filtered.split('\n\n').filter((b) => b.startsWith('ID:')).length, 2);
 });
+
+/** Bytes under the store's blobs, layers and mounts (what du's records stand for). */
+function diskBytes(store: string): number {
+  const r = spawnSync('du', ['-sbc', ...['blobs', 'layers', 'mounts'].map((d) => join(store, d))], { encoding: 'utf8' });
+  return Number(/^(\d+)\ttotal$/m.exec(r.stdout)![1]);
+}
+
+test('du counts bytes on this disk: layers an imported cache lists but nobody fetched take none', async (t) => {
+  const exported = join(c.env.root, 'exported-cache');
+  const ctx = c.env.context('lazy', { Dockerfile: 'FROM busybox\nRUN head -c 150000 /dev/urandom > /lazy\n' });
+  await c.ok(ctx, ['--cache-to', `type=local,dest=${exported},mode=max`]);
+  assert.ok(sum(await c.du()) <= diskBytes(c.env.store), 'the original store');
+
+  const other = await controlEnv('du-lazy');
+  t.after(() => other.env.cleanup());
+  const r = await other.ok(ctx, ['--cache-from', `type=local,src=${exported}`, '-o', 'type=cacheonly']);
+  assert.ok(r.steps.every((s) => s.cached), 'served from the imported cache without fetching');
+  const lazy = await other.du();
+  const [rec] = described(lazy, 'RUN head -c 150000');
+  assert.ok(rec, JSON.stringify(lazy));
+  assert.equal(rec.size, 0, 'its layer is still in the exported cache');
+  assert.equal(sum(lazy.filter((x) => x.type !== 'exec.cachemount')), 0);
+  // A step on top needs the chain on disk: now it counts.
+  const child = other.env.context('lazy-child', { Dockerfile: 'FROM busybox\nRUN head -c 150000 /dev/urandom > /lazy\nRUN wc -c < /lazy > /n\n' });
+  await other.ok(child, ['--cache-from', `type=local,src=${exported}`]);
+  const fetched = await other.du();
+  assert.ok(described(fetched, 'RUN head -c 150000')[0]!.size > 150_000);
+  assert.ok(sum(fetched) <= diskBytes(other.env.store), `${sum(fetched)} > ${diskBytes(other.env.store)}`);
+});
+
+const sum = (rs: DuRecord[]) => rs.reduce((n, r) => n + r.size, 0);
