@@ -122,6 +122,15 @@ test('explain --format json names each kind of miss reason; history ls and show'
   assert.match(text, /because conf\/b\.conf mode or type changed/);
   const byExplain = await t.explain(chmodBuild.slice(0, 5));
   assert.equal(byExplain.build.id, chmodBuild);
+  // A prefix shared by several builds is refused rather than guessed.
+  const byFirst = new Map<string, number>();
+  for (const id of ids) byFirst.set(id!.slice(0, 1), (byFirst.get(id!.slice(0, 1)) ?? 0) + 1);
+  const shared = [...byFirst].find(([, n]) => n > 1);
+  if (shared) {
+    const amb = await t.env.strata(['history', 'show', shared[0]]);
+    assert.notEqual(amb.code, 0);
+    assert.match(amb.stderr, new RegExp(`build id prefix ${shared[0]} matches (${shared[1]}|more than 5) builds`));
+  }
   const missing = await t.env.strata(['history', 'show', 'zzzz']);
   assert.notEqual(missing.code, 0);
   assert.match(missing.stderr, /no build with id zzzz/);

@@ -40,9 +40,16 @@ function openStore(root?: string): Store {
 }
 
 function findBuild(store: Store, id?: string): BuildRow {
-  const row = id
-    ? (store.db.prepare('SELECT * FROM builds WHERE id=? OR id LIKE ? ORDER BY started DESC LIMIT 1').get(id, `${id}%`) as BuildRow | undefined)
-    : (store.db.prepare('SELECT * FROM builds ORDER BY started DESC LIMIT 1').get() as BuildRow | undefined);
+  let row: BuildRow | undefined;
+  if (id) {
+    const rows = store.db.prepare("SELECT * FROM builds WHERE id=? OR id LIKE ? ESCAPE '\\' ORDER BY started DESC LIMIT 6").all(id, `${id.replace(/[\\%_]/g, '\\$&')}%`) as BuildRow[];
+    row = rows.find((r) => r.id === id) ?? (rows.length === 1 ? rows[0] : undefined);
+    if (!row && rows.length > 1) {
+      throw new StrataError('AMBIGUOUS_BUILD', `build id prefix ${id} matches ${rows.length > 5 ? 'more than 5' : rows.length} builds: ${rows.slice(0, 5).map((r) => r.id).join(', ')}`, {
+        hint: 'give more characters of the id',
+      });
+    }
+  } else row = store.db.prepare('SELECT * FROM builds ORDER BY started DESC LIMIT 1').get() as BuildRow | undefined;
   if (!row) {
     throw new StrataError('NO_BUILD', id ? `no build with id ${id}` : 'no build recorded in this store yet', {
       hint: id ? 'list builds with `strata history ls`' : 'run `strata build` first',
