@@ -160,6 +160,8 @@ export interface ImportResult {
   records: number;
   layers: number;
   mounts: string[];
+  /** Cache mounts that could not be seeded (bad tarball); the records are imported all the same. */
+  warnings: string[];
 }
 
 /**
@@ -193,17 +195,23 @@ export async function importCache(store: Store, source: CacheSource, client: Reg
     }
   })();
   const seeded: string[] = [];
+  const warnings: string[] = [];
   if (opts.mounts !== 'none') {
     const { seedCacheMount } = await import('./cache-mounts.js');
     for (const m of index.mounts) {
       if (opts.mounts !== 'all' && !opts.mounts.includes(m.id)) continue;
       const local = store.db.prepare('SELECT last_used FROM cache_mounts WHERE id=?').get(m.id) as { last_used: number } | undefined;
       if (local && local.last_used >= m.lastUsed) continue;
-      await fetchCacheBlob(store, source, m.digest, m.mediaType, client);
-      if (await seedCacheMount(store, m.id, store.blobPath(m.digest), m)) seeded.push(m.id);
+      try {
+        await fetchCacheBlob(store, source, m.digest, m.mediaType, client);
+        if (await seedCacheMount(store, m.id, store.blobPath(m.digest), m)) seeded.push(m.id);
+      } catch (e) {
+        if (!(e instanceof StrataError) || e.code !== 'CACHE_CORRUPT') throw e;
+        warnings.push(`cache mount ${m.id} not seeded: ${e.message}`);
+      }
     }
   }
-  return { records, layers: index.layers.length, mounts: seeded };
+  return { records, layers: index.layers.length, mounts: seeded, warnings };
 }
 
 // ---------- exporting ----------

@@ -81,10 +81,14 @@ export async function runImports(store: Store, client: RegistryClient, specs: Ca
     try {
       const r = await importCache(store, s.source, client, { mounts: s.mounts });
       if (!r) warn(`--cache-from ${describe(s.source)}: no cache there yet`);
-      else out.push(r);
+      else {
+        for (const w of r.warnings) warn(`--cache-from ${describe(s.source)}: ${w.replace(`cache ${describe(s.source)}: `, '')}`);
+        out.push(r);
+      }
     } catch (e) {
       // A cache that cannot be read is refused; the build goes on without it.
-      warn(`--cache-from ${describe(s.source)}: ${e instanceof Error ? e.message : String(e)} (ignored)`);
+      const message = (e instanceof Error ? e.message : String(e)).replace(`cache ${describe(s.source)}: `, '');
+      warn(`--cache-from ${describe(s.source)}: ${message} (ignored)`);
     }
   }
   return out;

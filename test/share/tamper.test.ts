@@ -176,3 +176,24 @@ test('a bad imported layer met while exporting leaves its records out of the exp
   assert.deepEqual(r2.warnings, []);
   checkOutput(join(c.root, 'out'), files);
 });
+
+test('a damaged cache mount tarball: that mount is not seeded (warning), the records are used all the same', async (t) => {
+  const a = new Machine('a');
+  const b = new Machine('b');
+  t.after(() => [a, b].forEach((m) => m.cleanup()));
+  const bb = await busyboxContext();
+  const files = { Dockerfile: compilerDockerfile('busybox'), ...sources(3) };
+  const dir = join(a.root, 'cache');
+  await exported(a, bb, files, dir);
+  const mount = (await a.cacheLs(dir)).mounts[0]!;
+  flipBytes(join(dir, 'blobs', 'sha256', mount.digest.slice(7)));
+
+  const r = await b.ok(b.context('ctx', files), [...bb, '--cache-from', `type=local,src=${dir}`, '-o', 'type=cacheonly']);
+  assert.ok(allCached(r), stepsSummary(r));
+  const w = r.warnings.find((x) => x.includes(mount.digest));
+  assert.ok(w, r.stderr);
+  assert.match(w, /cache mount cc not seeded/);
+  assert.doesNotMatch(w, /ignored/, 'the cache itself is not refused');
+  assert.match(r.stderr, /imported cache: 5 new records, .*cache mounts seeded: none/);
+  assert.notEqual((await b.strata(['mount', 'path', 'cc'])).code, 0, 'no mount cc in B');
+});
