@@ -317,6 +317,8 @@ export async function exportToLocal(store: Store, dir: string, req: ExportReques
   mkdirSync(join(dir, 'blobs', 'sha256'), { recursive: true });
   const lock = lockDir(dir);
   try {
+    // Left by an exporter that died holding the lock (blob temp files go with the unreferenced blobs).
+    for (const name of readdirSync(dir)) if (name.startsWith('index.json.tmp-')) rmSync(join(dir, name), { force: true });
     let old: CacheIndex | undefined;
     try {
       old = await readCacheIndex({ kind: 'local', dir }, undefined as unknown as RegistryClient);

@@ -131,3 +131,26 @@ test('re-export to one folder: only new blobs written, the last keep=N exports k
   const v1again = await c.ok(c.context('ctx', { Dockerfile: compilerDockerfile('busybox'), ...sources(3, 'v1') }), [...bb, '--cache-from', `type=local,src=${dir}`, '-o', 'type=cacheonly']);
   assert.ok(v1again.instructions.some((s) => !s.cached), 'v1 is no longer fully in the cache');
 });
+
+test('an exporter that died holding the folder lock: the next export takes over and cleans up', async (t) => {
+  const a = new Machine('a');
+  t.after(() => a.cleanup());
+  const bb = await busyboxContext();
+  const dir = join(a.root, 'cache');
+  const ctx = a.context('ctx', { Dockerfile: compilerDockerfile('busybox'), ...sources(2) });
+  await a.ok(ctx, [...bb, '--cache-to', `type=local,dest=${dir},mode=max`]);
+  // What a kill -9 mid-export leaves: the lock (with a dead pid) and temp files.
+  const { spawnSync } = await import('node:child_process');
+  const { mkdirSync } = await import('node:fs');
+  const dead = spawnSync('sh', ['-c', 'echo $$']).stdout.toString().trim();
+  mkdirSync(join(dir, '.strata-lock'));
+  writeFileSync(join(dir, '.strata-lock', 'pid'), dead);
+  writeFileSync(join(dir, `index.json.tmp-${dead}`), '{"partial');
+  writeFileSync(join(dir, 'blobs', 'sha256', `${'ab'.repeat(32)}.tmp-${dead}`), 'partial blob');
+  const r = await a.ok(ctx, [...bb, '--cache-to', `type=local,dest=${dir},mode=max`]);
+  assert.match(r.stderr, /exported cache to /);
+  assert.deepEqual(readdirSync(dir).sort(), ['blobs', 'index.json', 'oci-layout']);
+  const m = folderManifest(dir);
+  assert.deepEqual(new Set(readdirSync(join(dir, 'blobs', 'sha256'))), new Set([m.manifestDigest, m.config.digest, ...m.layers.map((l) => l.digest)].map((d) => d.slice(7))));
+  assert.equal((await a.cacheLs(dir)).records.length, 5);
+});
