@@ -3,9 +3,9 @@
 // one-file change the compiler sees A's object files. Once through a folder, once through a registry.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Machine, allCached, busyboxContext, compilerDockerfile, objectsFound, runStep, sources, stepsSummary } from './support.js';
+import { Machine, allCached, busyboxContext, compilerDockerfile, folderManifest, objectsFound, runStep, sources, stepsSummary } from './support.js';
 import { startRegistry } from '../helpers/registry.js';
 import { pushBusybox } from '../helpers/base-images.js';
 
@@ -73,4 +73,39 @@ test('cache shared through a registry: all hits in a fresh store, and the compil
   assert.equal(m.artifactType, 'application/vnd.strata.cache.v1');
   assert.equal(m.config.mediaType, 'application/vnd.strata.cache.config.v1+json');
   assert.ok(m.layers.some((l) => l.annotations?.['dev.strata.cache.mount'] === 'cc' && l.mediaType === 'application/vnd.strata.cache.mount.v1.tar+gzip'), JSON.stringify(m.layers));
+});
+
+test('compression=zstd: layers and the mount tarball travel as zstd and unpack on the other side', async (t) => {
+  const a = new Machine('a');
+  const b = new Machine('b');
+  t.after(() => {
+    a.cleanup();
+    b.cleanup();
+  });
+  const bb = await busyboxContext();
+  const files = { Dockerfile: compilerDockerfile('busybox'), ...sources(3) };
+  const dir = join(a.root, 'cache');
+  await a.ok(a.context('ctx', files), [...bb, '--cache-to', `type=local,dest=${dir},mode=max,mounts=all,compression=zstd`]);
+  const m = folderManifest(dir);
+  const index = await a.cacheLs(dir);
+  // Layers strata built are zstd; the base image's layer is exported as it came (gzip).
+  const baseLayer = index.records[0]!.chain[0];
+  assert.ok(index.records.every((r) => r.chain[0] === baseLayer));
+  for (const l of index.layers) {
+    assert.equal(l.mediaType, l.diffId === baseLayer ? 'application/vnd.oci.image.layer.v1.tar+gzip' : 'application/vnd.oci.image.layer.v1.tar+zstd', JSON.stringify(l));
+  }
+  assert.ok(m.layers.some((l) => l.mediaType === 'application/vnd.strata.cache.mount.v1.tar+zstd'), JSON.stringify(m.layers));
+  // zstd really: the magic number 28 b5 2f fd.
+  const zl = index.layers.find((l) => l.mediaType.endsWith('+zstd'))!;
+  assert.equal(readFileSync(join(dir, 'blobs', 'sha256', zl.digest.slice(7))).subarray(0, 4).toString('hex'), '28b52ffd');
+
+  const ctxB = b.context('ctx', files);
+  const out = join(b.root, 'out');
+  const hit = await b.ok(ctxB, [...bb, '--cache-from', `type=local,src=${dir}`, '-o', `type=local,dest=${out}`]);
+  assert.ok(allCached(hit), stepsSummary(hit));
+  assert.match(hit.stderr, /cache mounts seeded: cc/);
+  assert.equal(readFileSync(join(out, 'usr/local/bin/app'), 'utf8'), Object.keys(files).filter((k) => k.startsWith('src/')).sort().map((k) => files[k as keyof typeof files]).join(''));
+  writeFileSync(join(ctxB, 'src', 'unit1.c'), 'int unit1(void) { return 11; }\n');
+  const changed = await b.ok(ctxB, [...bb, '--cache-from', `type=local,src=${dir}`, '-o', 'type=cacheonly']);
+  assert.equal(objectsFound(changed), 2, stepsSummary(changed));
 });
