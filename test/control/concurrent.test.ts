@@ -126,6 +126,15 @@ RUN --mount=type=cache,target=/m,id=marker touch /m/later-$N && sleep 2
   const during = await c.du();
   assert.equal(during.find((r) => r.id === 'live')!.in_use, true, 'the mount is leased');
   assert.equal(during.find((r) => r.id === parent!.id)!.in_use, true, 'the parent was used by the running build');
+  // The mount commands refuse to change a mount a build is using.
+  for (const args of [['mount', 'rm', 'live'], ['mount', 'import', 'live', c.env.root]]) {
+    const busy = await c.env.strata(args);
+    assert.equal(busy.code, 1, args.join(' '));
+    assert.match(busy.stderr, /^error: cache mount live is in use by a running build$/m);
+    assert.match(busy.stderr, /^hint: try again when the build has finished$/m);
+  }
+  const ls = JSON.parse((await c.cli(['mount', 'ls', '--format', 'json'])).stdout) as { id: string; in_use: boolean }[];
+  assert.deepEqual(ls.map((m) => `${m.id} ${m.in_use}`).sort(), ['live true', 'marker false', 'unused false']);
   const pruned = expectOk(await c.env.strata(['prune', '--all']), 'prune --all during a build');
   const removed = pruned.stdout.split('\n').filter((l) => l.startsWith('removed '));
   assert.ok(removed.some((l) => l.startsWith('removed exec.cachemount unused ')), pruned.stdout);
