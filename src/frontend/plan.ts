@@ -587,7 +587,7 @@ class StageState {
       env.push(`${k}=${v}`);
       used[k] = v;
     }
-    for (const [k, v] of this.p._proxyArgs()) if (!env.some((e) => e.startsWith(k + '='))) env.push(`${k}=${v}`);
+    const proxyEnv = this.p._proxyArgs().filter(([k]) => !env.some((e) => e.startsWith(k + '='))).map(([k, v]) => `${k}=${v}`);
     const network = (ins.network ?? 'default') as 'default' | 'none' | 'host';
     if (!['default', 'none', 'host'].includes(network)) {
       throw new StrataError('BAD_FLAG', `RUN --network=${ins.network}: must be default, none or host`, { position: this.p._pos(line) });
@@ -596,7 +596,7 @@ class StageState {
     if (!['sandbox', 'insecure'].includes(security)) {
       throw new StrataError('BAD_FLAG', `RUN --security=${ins.security}: must be sandbox or insecure`, { position: this.p._pos(line) });
     }
-    const op: Op = { kind: 'exec', args, env, cwd: wd, user: this.config.User ?? '', network, security, mounts, files: files.length ? files : undefined };
+    const op: Op = { kind: 'exec', args, env, proxyEnv: proxyEnv.length ? proxyEnv : undefined, cwd: wd, user: this.config.User ?? '', network, security, mounts, files: files.length ? files : undefined };
     const v = this.vertex(op, inputs, ins, used, this.p._ttl(this.name, ins.cacheTtl, line, true));
     this.fs = v;
     history.push({ entry: { created_by: `RUN ${args.join(' ')} # strata`, comment: 'strata.dockerfile.v0' }, vertex: v });

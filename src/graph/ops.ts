@@ -49,6 +49,8 @@ export interface ExecOp {
   kind: 'exec';
   args: string[];
   env: string[];
+  /** HTTP_PROXY and friends from --build-arg: in the step's environment, never in its cache key (as BuildKit). */
+  proxyEnv?: string[];
   cwd: string;
   user: string;
   network: 'default' | 'none' | 'host';

@@ -115,7 +115,7 @@ export async function runExec(vertex: Vertex, op: ExecOp, inputs: LayerInfo[][],
       {
         rootfs: root.merged,
         args: op.args,
-        env: op.env,
+        env: [...op.env, ...(op.proxyEnv ?? [])],
         cwd: op.cwd,
         user,
         network: op.network === 'none' ? 'none' : 'host',

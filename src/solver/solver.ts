@@ -228,7 +228,8 @@ export class Solver {
 
   private async stepInputs(v: Vertex, inputs: VertexResult[]): Promise<StepInputs> {
     const op = v.op;
-    const def: Op = op;
+    // Proxy settings reach the process but not the key: a different proxy fetches the same bytes.
+    const def: Op = op.kind === 'exec' && op.proxyEnv ? { ...op, proxyEnv: undefined } : op;
     const out: StepInputs = { op: digestOf(def), def: def as unknown as Record<string, unknown>, args: v.args, inputs: inputs.map((i) => chainId(i.chain)), sourceDateEpoch: this.o.sourceDateEpoch };
     const selections: { root: string; sources: string[]; excludes?: string[]; parents?: boolean }[] = [];
     if (op.kind === 'copy' && op.from.kind === 'context' && !op.sources.some((s) => /^https?:\/\//.test(s))) {
