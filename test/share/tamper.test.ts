@@ -197,3 +197,35 @@ test('a damaged cache mount tarball: that mount is not seeded (warning), the rec
   assert.match(r.stderr, /imported cache: 5 new records, .*cache mounts seeded: none/);
   assert.notEqual((await b.strata(['mount', 'path', 'cc'])).code, 0, 'no mount cc in B');
 });
+
+test('many bad layers in one cache: every one is dropped in turn and the build still succeeds', async (t) => {
+  const a = new Machine('a');
+  const b = new Machine('b');
+  t.after(() => [a, b].forEach((m) => m.cleanup()));
+  const bb = await busyboxContext();
+  const parts = [1, 2, 3, 4, 5];
+  const files = {
+    Dockerfile: [
+      ...parts.map((k) => `FROM busybox AS part${k}\nRUN echo part ${k} > /part${k}.txt\n`),
+      'FROM busybox',
+      ...parts.map((k) => `COPY --from=part${k} /part${k}.txt /parts/`),
+      'RUN cat /parts/* > /all.txt',
+      '',
+    ].join('\n'),
+  };
+  const dir = join(a.root, 'cache');
+  await a.ok(a.context('ctx', files), [...bb, '--cache-to', `type=local,dest=${dir},mode=max`]);
+  const index = await a.cacheLs(dir);
+  // Every layer strata built is damaged (the base image's is not in play: B has it from its layout).
+  const base = index.records[0]!.chain[0];
+  const damaged = index.layers.filter((l) => l.diffId !== base);
+  assert.equal(damaged.length, 11);
+  for (const l of damaged) flipBytes(join(dir, 'blobs', 'sha256', l.digest.slice(7)));
+
+  const out = join(b.root, 'out');
+  const r = await b.build(b.context('ctx', files), [...bb, '--cache-from', `type=local,src=${dir}`, '-o', `type=local,dest=${out}`]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.ok(r.warnings.length >= 2, r.warnings.join('\n'));
+  for (const w of r.warnings) assert.ok(damaged.some((l) => w.includes(l.digest)), w);
+  assert.equal(readFileSync(join(out, 'all.txt'), 'utf8'), parts.map((k) => `part ${k}\n`).join(''));
+});

@@ -236,7 +236,8 @@ export async function runBuild(pathArg: string, flags: BuildFlags): Promise<stri
       for (const v of plan.vertices) if (v.op.kind === 'exec' && v.op.network === 'default') v.op.network = flags.network as 'none' | 'host';
     }
     let result;
-    for (let attempt = 1; ; attempt++) {
+    const badLayers = new Set<string>();
+    for (;;) {
       try {
         result = await solver.solve(plan.target.final);
         // Outputs need the final chain's content: fetch (and verify) it here, where a bad
@@ -245,8 +246,10 @@ export async function runBuild(pathArg: string, flags: BuildFlags): Promise<stri
         else if (outputs.some((o) => o.type !== 'cacheonly')) await materializer.blobsOf(result.chain);
         break;
       } catch (e) {
-        // An imported layer failed verification: forget the records built on it and go on.
-        if (!(e instanceof BadCacheLayer) || attempt >= 4) throw e;
+        // An imported layer failed verification: forget the records built on it and go on. Each
+        // round drops another layer, so this ends; the same layer again would mean no progress.
+        if (!(e instanceof BadCacheLayer) || badLayers.has(e.diffId)) throw e;
+        badLayers.add(e.diffId);
         const n = dropBadLayer(store, e.diffId);
         warn(`${e.message}; dropped ${n} cache record(s) that used it and rebuilding those steps`);
         const done = solver.steps;
