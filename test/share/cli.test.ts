@@ -108,3 +108,28 @@ test('cache ls / import of a place without a cache fail clearly', async (t) => {
   assert.match(bad.stderr, /cache type "s3" is not supported/);
   assert.ok(!existsSync(join(m.root, 'bucket')));
 });
+
+test('the cache is a plain OCI artifact: skopeo copies it from the registry to a folder, strata imports the copy', async (t) => {
+  const { run } = await import('../build/harness.js');
+  const reg = await startRegistry();
+  const a = new Machine('a');
+  const b = new Machine('b');
+  t.after(async () => {
+    await reg.stop();
+    a.cleanup();
+    b.cleanup();
+  });
+  const bb = await busyboxContext();
+  const files = { Dockerfile: compilerDockerfile('busybox'), ...sources(3) };
+  const ref = `${reg.host}/ci/cache:main`;
+  await a.ok(a.context('ctx', files), [...bb, '--cache-to', `type=registry,ref=${ref},mode=max,mounts=all`]);
+  const copy = join(b.root, 'copied');
+  expectOk(await run('skopeo', ['copy', '--src-tls-verify=false', `docker://${ref}`, `oci:${copy}:strata-cache`]), 'skopeo copy');
+  const raw = expectOk(await run('skopeo', ['inspect', '--raw', '--tls-verify=false', `docker://${ref}`]), 'skopeo inspect').stdout;
+  const { createHash } = await import('node:crypto');
+  const idx = JSON.parse(readFileSync(join(copy, 'index.json'), 'utf8')) as { manifests: { digest: string }[] };
+  assert.equal(idx.manifests[0]!.digest, `sha256:${createHash('sha256').update(raw).digest('hex')}`, 'the manifest is copied byte for byte');
+  const r = await b.ok(b.context('ctx', files), [...bb, '--cache-from', `type=local,src=${copy}`, '-o', 'type=cacheonly']);
+  assert.ok(allCached(r), stepsSummary(r));
+  assert.match(r.stderr, /cache mounts seeded: cc/);
+});
