@@ -145,6 +145,8 @@ export async function fetchCacheBlob(store: Store, source: CacheSource, digest: 
         await client.fetchBlob(parseReference(source.ref), digest, tmp);
       } catch (e) {
         if (e instanceof StrataError && e.code === 'DIGEST_MISMATCH') throw badCache(source, e.message);
+        // Gone since the index was read (overwritten tag, registry garbage collection): as bad.
+        if (e instanceof StrataError && e.code === 'BLOB_NOT_FOUND') throw badCache(source, `blob ${digest} is missing from the registry`);
         throw e;
       }
     }

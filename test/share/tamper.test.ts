@@ -229,3 +229,30 @@ test('many bad layers in one cache: every one is dropped in turn and the build s
   for (const w of r.warnings) assert.ok(damaged.some((l) => w.includes(l.digest)), w);
   assert.equal(readFileSync(join(out, 'all.txt'), 'utf8'), parts.map((k) => `part ${k}\n`).join(''));
 });
+
+test('registry: a layer blob gone from the registry (e.g. garbage-collected) is dropped and rebuilt', async (t) => {
+  const reg = await startRegistry();
+  const a = new Machine('a');
+  const b = new Machine('b');
+  t.after(async () => {
+    await reg.stop();
+    a.cleanup();
+    b.cleanup();
+  });
+  const base = await pushBusybox(reg.host);
+  const files = { Dockerfile: compilerDockerfile(base.ref), ...sources(3) };
+  const ref = `${reg.host}/ci/cache:gc`;
+  await a.ok(a.context('ctx', files), ['--cache-to', `type=registry,ref=${ref},mode=max`]);
+  const index = await a.cacheLs(`type=registry,ref=${ref}`);
+  const gone = topLayer(index, 'COPY --from=build');
+  const { rmSync } = await import('node:fs');
+  const { dirname } = await import('node:path');
+  rmSync(dirname(reg.blobDataPath(gone.digest)), { recursive: true });
+
+  const out = join(b.root, 'out');
+  const r = await b.build(b.context('ctx', files), ['--cache-from', `type=registry,ref=${ref}`, '-o', `type=local,dest=${out}`]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.ok(r.warnings.some((x) => x.includes(gone.digest)), r.warnings.join('\n'));
+  assert.ok(ranAgain(r, 'COPY --from=build') && ranAgain(r, 'RUN echo "linked'), stepsSummary(r));
+  checkOutput(out, files);
+});
