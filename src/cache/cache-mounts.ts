@@ -35,8 +35,15 @@ function tryLock(lockDir: string): boolean {
     try {
       owner = Number(readFileSync(join(lockDir, 'pid'), 'utf8'));
     } catch {
-      // The owner is between mkdir and writing its pid; treat as held.
-      return false;
+      // The owner is between mkdir and writing its pid: held. A lock that stayed without a pid
+      // for long lost its owner in that gap (killed): steal it, or every later build waits forever.
+      try {
+        if (Date.now() - statSync(lockDir).mtimeMs < 10_000) return false;
+      } catch {
+        return tryLock(lockDir);
+      }
+      rmSync(lockDir, { recursive: true, force: true });
+      return tryLock(lockDir);
     }
     if (Number.isFinite(owner) && !pidAlive(owner)) {
       rmSync(lockDir, { recursive: true, force: true });

@@ -2,7 +2,7 @@
 // what a live build holds; then every layer and blob nothing references any more.
 import { readFileSync, rmSync } from 'node:fs';
 import type { Store } from './store.js';
-import { cacheMountDir } from './cache-mounts.js';
+import { cacheMountDir, cacheMountInUse } from './cache-mounts.js';
 import { usage, type RecordType, type UsageRecord } from './usage.js';
 import { oldestActiveBuild } from './history.js';
 
@@ -20,6 +20,8 @@ export interface PruneOptions {
   /** Nor anything used since this time (the last build's hits). */
   protectSince?: number;
   dryRun?: boolean;
+  /** Cache mounts found leased at the last moment (internal). */
+  skipMounts?: string[];
 }
 
 export interface PruneResult {
@@ -29,6 +31,7 @@ export interface PruneResult {
 
 function matches(r: UsageRecord, o: PruneOptions, now: number): boolean {
   if (r.in_use || r.pinned) return false;
+  if (r.type === 'exec.cachemount' && o.skipMounts?.includes(r.id)) return false;
   if (o.protectBuild && r.build === o.protectBuild) return false;
   if (o.protectSince !== undefined && r.last_used >= o.protectSince) return false;
   if (o.types?.length && !o.types.includes(r.type)) return false;
@@ -118,6 +121,9 @@ export function prune(store: Store, o: PruneOptions): PruneResult {
   const now = store.now();
   const { removed, freedLayers, freed } = choose(records, records.filter((r) => matches(r, o, now)), o.keepStorage);
   if (o.dryRun) return { removed, freed };
+  // A build may have leased a mount since usage() looked: leave it.
+  const busy = new Set(removed.filter((r) => r.type === 'exec.cachemount' && cacheMountInUse(store, r.id)));
+  if (busy.size) return prune(store, { ...o, skipMounts: [...(o.skipMounts ?? []), ...[...busy].map((r) => r.id)] });
   const delRecord = store.db.prepare('DELETE FROM cache_records WHERE key LIKE ?');
   const delMount = store.db.prepare('DELETE FROM cache_mounts WHERE id=?');
   store.db.transaction(() => {

@@ -3,7 +3,7 @@
 // runs (it must finish, its cache mount and parent layers must survive).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { controlEnv, described, expectOk, misses, step, waitForFile, type ControlEnv } from './support.js';
 
@@ -166,4 +166,30 @@ RUN --mount=type=cache,target=/m,id=marker touch /m/later-$N && sleep 2
   expectOk(await third.done, 'third build');
   assert.equal(readFileSync(join(c.mountData('live'), 'log'), 'utf8'), '1\n2\n3\n');
   await c.assertConsistent('prune during the last step');
+});
+
+test('sharing=locked: a lock left by a killed process is taken over, not waited on forever', async (t) => {
+  const c = await controlEnv('stale-lock');
+  t.after(() => c.env.cleanup());
+  const ctx = c.env.context('ctx', { Dockerfile: 'FROM busybox\nARG N\nRUN --mount=type=cache,target=/c,id=stale,sharing=locked echo $N >> /c/log\n' });
+  await c.ok(ctx, ['--build-arg', 'N=1']);
+  const lock = join(c.mountData('stale'), '..', 'lock');
+  // Its owner died after writing its pid (a pid no process has) ...
+  mkdirSync(lock);
+  writeFileSync(join(lock, 'pid'), '2147483646');
+  const withTimeout = async (what: string) => {
+    const b = c.spawnBuild(ctx, ['--build-arg', `N=${what}`]);
+    const timer = setTimeout(() => b.child.kill('SIGKILL'), 60_000);
+    const r = await b.done;
+    clearTimeout(timer);
+    expectOk(r, `build past a ${what} lock`);
+  };
+  await withTimeout('dead-owner');
+  assert.ok(!existsSync(lock), 'released after use');
+  // ... or between creating the lock and writing its pid (no pid file, long ago).
+  mkdirSync(lock);
+  const old = new Date(Date.now() - 60_000);
+  utimesSync(lock, old, old);
+  await withTimeout('no-pid');
+  assert.equal(readFileSync(join(c.mountData('stale'), 'log'), 'utf8'), '1\ndead-owner\nno-pid\n');
 });
