@@ -86,15 +86,9 @@ export async function readCacheIndex(source: CacheSource, client: RegistryClient
   let manifest: Buffer;
   let configBytes: Buffer;
   if (source.kind === 'local') {
-    const indexPath = join(source.dir, 'index.json');
-    if (!existsSync(indexPath)) return undefined;
-    const index = JSON.parse(readFileSync(indexPath, 'utf8')) as { manifests?: { digest: string; annotations?: Record<string, string> }[] };
-    const desc = index.manifests?.find((m) => m.annotations?.['org.opencontainers.image.ref.name'] === 'strata-cache') ?? index.manifests?.[0];
-    if (!desc) return undefined;
-    manifest = readLocalBlob(source, desc.digest);
-    const m = JSON.parse(manifest.toString('utf8')) as { config: { digest: string; mediaType: string } };
-    if (m.config?.mediaType !== CACHE_CONFIG_TYPE) throw badCache(source, 'this folder holds no strata cache');
-    configBytes = readLocalBlob(source, m.config.digest);
+    const read = readLocalIndex(source);
+    if (!read) return undefined;
+    ({ manifest, configBytes } = read);
   } else {
     const ref = parseReference(source.ref);
     let fetched;
@@ -115,6 +109,32 @@ export async function readCacheIndex(source: CacheSource, client: RegistryClient
   index.exports ??= [];
   index.selections ??= [];
   return index;
+}
+
+function readLocalIndex(source: { kind: 'local'; dir: string }): { manifest: Buffer; configBytes: Buffer } | undefined {
+  const indexPath = join(source.dir, 'index.json');
+  for (let attempt = 1; ; attempt++) {
+    if (!existsSync(indexPath)) return undefined;
+    const text = readFileSync(indexPath, 'utf8');
+    let index: { manifests?: { digest: string; annotations?: Record<string, string> }[] };
+    try {
+      index = JSON.parse(text) as typeof index;
+    } catch {
+      throw badCache(source, 'index.json is not valid JSON');
+    }
+    const desc = index.manifests?.find((m) => m.annotations?.['org.opencontainers.image.ref.name'] === 'strata-cache') ?? index.manifests?.[0];
+    if (!desc) return undefined;
+    try {
+      const manifest = readLocalBlob(source, desc.digest);
+      const m = JSON.parse(manifest.toString('utf8')) as { config: { digest: string; mediaType: string } };
+      if (m.config?.mediaType !== CACHE_CONFIG_TYPE) throw badCache(source, 'this folder holds no strata cache');
+      return { manifest, configBytes: readLocalBlob(source, m.config.digest) };
+    } catch (e) {
+      // An export swapped index.json and deleted the old manifest meanwhile: read the new one.
+      const swapped = existsSync(indexPath) && readFileSync(indexPath, 'utf8') !== text;
+      if (!swapped || attempt >= 5) throw e;
+    }
+  }
 }
 
 function readLocalBlob(source: { kind: 'local'; dir: string }, digest: string): Buffer {

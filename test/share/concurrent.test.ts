@@ -35,11 +35,22 @@ test('two jobs exporting to one folder at once: serialized, both kept, nothing d
   const [ra, rb] = await Promise.all([a.build(ctxA, [...bb, ...to]), b.build(ctxB, [...bb, ...to])]);
   expectOk(ra, 'job A');
   expectOk(rb, 'job B');
+  // Readers meanwhile: every `cache ls` sees one whole cache (an export swaps index.json, then
+  // deletes the blobs only the old one named).
+  let exporting = true;
+  const reader = (async () => {
+    const seen: number[] = [];
+    while (exporting) seen.push((await a.strata(['cache', 'ls', dir, '--format', 'json'])).code);
+    return seen;
+  })();
   for (let round = 0; round < 3; round++) {
     const spec = `type=local,dest=${dir},keep=20,mounts=all`;
     const rs = await Promise.all([a.strata(['cache', 'export', spec]), b.strata(['cache', 'export', spec]), a.strata(['cache', 'export', spec])]);
     rs.forEach((r, i) => expectOk(r, `cache export ${round}/${i}`));
   }
+  exporting = false;
+  const codes = await reader;
+  assert.ok(codes.length > 0 && codes.every((c) => c === 0), `cache ls during exports: ${codes.join(',')}`);
 
   const index = await a.cacheLs(dir);
   const m = folderManifest(dir);
