@@ -86,6 +86,7 @@ test('du --filter type=, id=, until= and their combinations', async () => {
   assert.deepEqual(await c.du([`id=${big!.id}`]), [big]);
   assert.deepEqual(await c.du([`id=${big!.id.slice(0, 6)}`]), records.filter((r) => r.id.startsWith(big!.id.slice(0, 6))), 'an id prefix');
   assert.deepEqual((await c.du(['id=du-cache'])).map((r) => r.id), ['du-cache']);
+  assert.deepEqual(await c.du(['id=du-']), [], 'a cache mount matches only by its whole id, as in prune');
   assert.deepEqual(await c.du(['id=du-cache', 'type=regular']), [], 'filters of different keys all apply');
   assert.deepEqual(await c.du(['id=nothing-like-this']), []);
 

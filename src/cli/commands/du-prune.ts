@@ -39,7 +39,8 @@ function filterRecords(records: UsageRecord[], f: Filters, now: number): UsageRe
   return records.filter(
     (r) =>
       (!f.types.length || f.types.includes(r.type)) &&
-      (!f.ids.length || f.ids.some((id) => r.id === id || r.id.startsWith(id))) &&
+      // As prune matches them: a record id by prefix, a cache mount only by its whole id.
+      (!f.ids.length || f.ids.some((id) => r.id === id || (r.type !== 'exec.cachemount' && r.id.startsWith(id)))) &&
       (f.untilMs === undefined || now - r.last_used >= f.untilMs),
   );
 }
