@@ -142,6 +142,13 @@ class Planner {
     if (this.stages.length === 0) {
       throw new StrataError('NO_FROM', 'the Dockerfile has no FROM instruction', { position: { file: this.opts.file } });
     }
+    for (const name of Object.keys(this.opts.cacheTtl?.stages ?? {})) {
+      if (!this.stages.some((s) => s.name === name.toLowerCase() || String(s.index) === name)) {
+        throw new StrataError('BAD_FLAG', `--cache-ttl ${name}=...: the Dockerfile has no stage named "${name}"`, {
+          hint: `stages: ${this.stages.map((s) => s.name ?? String(s.index)).join(', ')}`,
+        });
+      }
+    }
     let targetIndex = this.stages.length - 1;
     if (this.opts.target) {
       const t = this.opts.target.toLowerCase();

@@ -20,6 +20,7 @@ import { parseDockerignore, PatternMatcher } from '../../context/dockerignore.js
 import { collect, parseBuildArgs, parseOutput, parseSecrets, type OutputSpec } from '../build-options.js';
 import { exportImage } from '../exporters.js';
 import { recordBuild, startBuild } from '../../cache/history.js';
+import { parseDuration } from '../../frontend/duration.js';
 import { autoGc } from '../../cache/prune.js';
 import { formatSize, parseSize } from '../size.js';
 import { findPreviousBuild } from '../../cache/explain.js';
@@ -165,9 +166,16 @@ export async function runBuild(pathArg: string, flags: BuildFlags): Promise<stri
   let defaultTtl: string | undefined;
   for (const t of flags.cacheTtl) {
     const eq = t.indexOf('=');
-    if (eq > 0) stageTtls[t.slice(0, eq).toLowerCase()] = t.slice(eq + 1);
-    else defaultTtl = t;
+    const value = eq > 0 ? t.slice(eq + 1) : t;
+    // Checked here, not at the first RUN: the flag is the user's, not a Dockerfile line's.
+    if (parseDuration(value, `--cache-ttl ${t}`) <= 0) {
+      throw new StrataError('BAD_FLAG', `--cache-ttl ${t}: a TTL must be longer than 0`, { hint: 'use --no-cache to rerun every step' });
+    }
+    if (eq > 0) stageTtls[t.slice(0, eq).toLowerCase()] = value;
+    else defaultTtl = value;
   }
+  const gcText = flags.gcKeepStorage ?? process.env.STRATA_GC_KEEP_STORAGE;
+  if (gcText) parseSize(gcText, flags.gcKeepStorage ? '--gc-keep-storage' : 'STRATA_GC_KEEP_STORAGE');
 
   const outputs: OutputSpec[] = flags.output.map(parseOutput);
   const cacheTo = flags.cacheTo.map(parseCacheTo);
