@@ -39,6 +39,9 @@ test('cache export / ls / import through a folder and a registry, then builds hi
   assert.match(table.stdout, /5 records, \d+ layers, 1 cache mounts, 2 export\(s\) kept\n$/);
   const index: CacheIndexJson = await a.cacheLs(`type=local,src=${dir}`);
   assert.equal(index.records.length, 5);
+  // keep defaults to 3 exports.
+  for (let i = 0; i < 2; i++) expectOk(await a.strata(['cache', 'export', `type=local,dest=${dir},mounts=all`]), 'cache export');
+  assert.equal((await a.cacheLs(dir)).exports.length, 3);
   assert.deepEqual(index.mounts.map((m) => m.id), ['cc']);
 
   // import (lazy): records and the mount, no layer; a later build hits without --cache-from.

@@ -59,12 +59,16 @@ test('cache shared through a registry: all hits in a fresh store, and the compil
   t.after(() => reg.stop());
   const base = await pushBusybox(reg.host);
   const ref = `${reg.host}/app/cache:main`;
+  const before = (await reg.requests()).length;
   await shareScenario(t, {
     from: base.ref,
     baseArgs: [],
     cacheTo: `type=registry,ref=${ref},mode=max,mounts=all`,
     cacheFrom: `type=registry,ref=${ref}`,
   });
+  // One export is one manifest PUT (the import side only reads it).
+  const puts = (await reg.requests()).slice(before).filter((q) => q.method === 'PUT' && q.path.includes('/manifests/'));
+  assert.deepEqual(puts.map((q) => q.path), ['/v2/app/cache/manifests/main']);
   // The artifact is an OCI image manifest with strata's artifact type and cache index config.
   const res = await fetch(`http://${reg.host}/v2/app/cache/manifests/main`, { headers: { Accept: 'application/vnd.oci.image.manifest.v1+json' } });
   assert.equal(res.status, 200);
