@@ -175,7 +175,7 @@ export async function packCacheMount(store: Store, id: string, compression: 'gzi
   const row = store.db.prepare('SELECT sharing, created, last_used FROM cache_mounts WHERE id=?').get(id) as { sharing: string; created: number; last_used: number } | undefined;
   if (!row) throw new StrataError('NO_MOUNT', `no cache mount with id "${id}" to export`, { hint: 'list them with `strata mount ls`' });
   const tmp = store.tmpPath('mountpack');
-  const r = spawnSync('tar', ['-c', compression === 'zstd' ? '--zstd' : '-z', '--numeric-owner', '--xattrs', '--sort=name', '-f', tmp, '-C', join(cacheMountDir(store, id), 'data'), '.'], { encoding: 'utf8' });
+  const r = spawnSync('tar', ['-c', compression === 'zstd' ? '--zstd' : '--use-compress-program=gzip -n', '--numeric-owner', '--xattrs', '--sort=name', '--pax-option=delete=atime,delete=ctime', '-f', tmp, '-C', join(cacheMountDir(store, id), 'data'), '.'], { encoding: 'utf8' });
   if (r.status !== 0) {
     rmSync(tmp, { force: true });
     throw new StrataError('EXPORT_FAILED', `cache mount ${id}: tar failed: ${r.stderr.trim()}`);
