@@ -12,6 +12,8 @@ import { readXattrs } from '../context/checksum.js';
 import { deviceNumbers, goClean, kindOf, Pacer, resolveInside, selectSource, type IgnoreFn, type Reinclude, type TreeEntry } from '../context/walk.js';
 import { detectArchive, extractArchive, mknodLike } from './archive.js';
 import { parseChmod, type Chmod } from './chmod.js';
+import { runFileJobs } from './copy-workers.js';
+import type { FileJob, FileOpJob, SymlinkJob } from './file-jobs.js';
 import { downloadUrl, isUrlSource, type Downloaded } from './http.js';
 import { mkdirAllHost, mkdirAllInside, type Owner } from './mkdir.js';
 
@@ -49,8 +51,6 @@ export interface CopyRequest {
 export interface CopyResult {
   copied: number;
 }
-
-const BIG_FILE = 4 * 1024 * 1024;
 
 interface Leaf {
   kind: 'tree';
@@ -132,53 +132,102 @@ function copyDirOnly(ctx: Ctx, target: string, st: Stats, overwrite: boolean): b
 
 const SELF = { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 };
 
+function copyXattrs(from: string, to: string): void {
+  for (const [k, v] of Object.entries(readXattrs(from) ?? {})) {
+    try {
+      setAttributeSync(to, k, Buffer.from(v, 'hex'));
+    } catch {
+      // Best effort, as BuildKit's copy: a filesystem may refuse a namespace.
+    }
+  }
+}
+
 /**
- * Owner, mode, xattrs and times of a copied entry. `fresh` says the target was just made by us (so
- * it is ours), `modeKept` that copyFile already gave it the source mode: each saves a syscall.
+ * Owner, mode, xattrs and times of a copied entry (dirs, special files, hard links). `fresh` says
+ * the target was just made by us (so it is ours): that saves a chown.
  */
-function applyInfo(ctx: Ctx, leaf: Leaf, e: TreeEntry, target: string, fresh = false, modeKept = false): void {
+function applyInfo(ctx: Ctx, leaf: Leaf, e: TreeEntry, target: string, fresh = false): void {
   const st = e.st;
   const owner = ctx.req.chown ?? (leaf.keepOwner ? { uid: st.uid, gid: st.gid } : { uid: 0, gid: 0 });
   if (!fresh || owner.uid !== SELF.uid || owner.gid !== SELF.gid) fs.lchownSync(target, owner.uid, owner.gid);
   if (e.kind !== 'symlink') {
-    const mode = ctx.chmod ? ctx.chmod.apply(st.mode & 0o7777, e.kind === 'dir') : st.mode & 0o7777;
-    // chown clears setuid/setgid, so a kept mode with those bits is set again.
-    if (!(modeKept && fresh && !ctx.chmod && (mode & 0o6000) === 0)) fs.chmodSync(target, mode);
-    if (leaf.xattrs && (e.kind === 'file' || e.kind === 'dir')) {
-      for (const [k, v] of Object.entries(readXattrs(e.host) ?? {})) {
-        try {
-          setAttributeSync(target, k, Buffer.from(v, 'hex'));
-        } catch {
-          // Best effort, as BuildKit's copy: a filesystem may refuse a namespace.
-        }
-      }
-    }
+    // Always set: creation applied the umask, and chown clears setuid/setgid.
+    fs.chmodSync(target, ctx.chmod ? ctx.chmod.apply(st.mode & 0o7777, e.kind === 'dir') : st.mode & 0o7777);
+    if (leaf.xattrs && (e.kind === 'file' || e.kind === 'dir')) copyXattrs(e.host, target);
   }
   fs.lutimesSync(target, st.atimeMs / 1000, st.mtimeMs / 1000);
 }
 
-/** Copy a non-directory; `inFreshDir` says its parent was created by this copy (nothing to replace). */
-async function copyLeaf(ctx: Ctx, leaf: Leaf, e: TreeEntry, target: string, inFreshDir = false): Promise<void> {
+/**
+ * Regular files and symlinks of one copyTree, created together (see copy-workers.ts), then what must
+ * wait for them: hard links to a file of the batch and xattrs (fs-xattr stays on the main thread).
+ */
+interface Batch {
+  jobs: FileOpJob[];
+  after: (() => void)[];
+}
+
+let umask: number | null | undefined;
+
+/** The process umask from /proc (process.umask() reads it by setting it, racing other threads). */
+function currentUmask(): number | undefined {
+  if (umask === undefined) {
+    try {
+      const m = /^Umask:\s*([0-7]+)$/m.exec(fs.readFileSync('/proc/self/status', 'utf8'));
+      umask = m ? parseInt(m[1]!, 8) : null;
+    } catch {
+      umask = null;
+    }
+  }
+  return umask ?? undefined;
+}
+
+/** The owner applyInfo would give `e`, or undefined where a fresh entry already has it. */
+function freshOwner(ctx: Ctx, leaf: Leaf, e: TreeEntry): { uid: number; gid: number } | undefined {
+  const owner = ctx.req.chown ?? (leaf.keepOwner ? { uid: e.st.uid, gid: e.st.gid } : { uid: 0, gid: 0 });
+  return owner.uid !== SELF.uid || owner.gid !== SELF.gid ? { uid: owner.uid, gid: owner.gid } : undefined;
+}
+
+function fileJob(ctx: Ctx, leaf: Leaf, e: TreeEntry, target: string): FileJob {
+  const st = e.st;
+  const mode = ctx.chmod ? ctx.chmod.apply(st.mode & 0o7777, false) : st.mode & 0o7777;
+  const mask = currentUmask();
+  // Creation applies the umask and may drop special bits: only then is a chmod needed.
+  const fixMode = mask === undefined || (mode & 0o7000) !== 0 || (mode & mask) !== 0;
+  return { kind: 'file', src: e.host, dst: target, size: st.size, mode, fixMode, owner: freshOwner(ctx, leaf, e), atime: st.atimeMs / 1000, mtime: st.mtimeMs / 1000 };
+}
+
+function symlinkJob(ctx: Ctx, leaf: Leaf, e: TreeEntry, target: string): SymlinkJob {
+  return { kind: 'symlink', target: e.link ?? fs.readlinkSync(e.host), dst: target, owner: freshOwner(ctx, leaf, e), atime: e.st.atimeMs / 1000, mtime: e.st.mtimeMs / 1000 };
+}
+
+/**
+ * Copy a non-directory; `inFreshDir` says its parent was created by this copy (nothing to replace).
+ * Regular files and symlinks are queued on `batch`; the caller runs it before touching their dirs.
+ */
+async function copyLeaf(ctx: Ctx, leaf: Leaf, e: TreeEntry, target: string, batch: Batch, inFreshDir = false): Promise<void> {
   if (!inFreshDir) ensureEmptyFileTarget(ctx, target);
-  let modeKept = false;
   switch (e.kind) {
     case 'file': {
       const key = `${e.st.dev}:${e.st.ino}`;
       const first = e.st.nlink > 1 ? ctx.inodes.get(key) : undefined;
       if (first !== undefined) {
-        fs.linkSync(first, target);
-        break;
+        batch.after.push(() => {
+          fs.linkSync(first, target);
+          applyInfo(ctx, leaf, e, target, true);
+        });
+      } else {
+        batch.jobs.push(fileJob(ctx, leaf, e, target));
+        if (leaf.xattrs) batch.after.push(() => copyXattrs(e.host, target));
+        if (e.st.nlink > 1) ctx.inodes.set(key, target);
       }
-      // copyFile (libuv) gives the new file the source's mode.
-      if (e.st.size > BIG_FILE) await fsp.copyFile(e.host, target, fs.constants.COPYFILE_FICLONE);
-      else fs.copyFileSync(e.host, target, fs.constants.COPYFILE_FICLONE);
-      modeKept = true;
-      if (e.st.nlink > 1) ctx.inodes.set(key, target);
-      break;
+      ctx.copied++;
+      return;
     }
     case 'symlink':
-      fs.symlinkSync(e.link ?? fs.readlinkSync(e.host), target);
-      break;
+      batch.jobs.push(symlinkJob(ctx, leaf, e, target));
+      ctx.copied++;
+      return;
     case 'socket':
       // The build context cannot carry sockets; BuildKit delivers them as empty files.
       fs.writeFileSync(target, '');
@@ -195,8 +244,13 @@ async function copyLeaf(ctx: Ctx, leaf: Leaf, e: TreeEntry, target: string, inFr
     default:
       throw new Error(`unexpected entry kind ${e.kind}`);
   }
-  applyInfo(ctx, leaf, e, target, true, modeKept);
+  applyInfo(ctx, leaf, e, target, true);
   ctx.copied++;
+}
+
+async function runBatch(batch: Batch): Promise<void> {
+  await runFileJobs(batch.jobs);
+  for (const f of batch.after) f();
 }
 
 /** fsutil's Copy for one resolved source: place it at `destIn`, then copy the tree. */
@@ -213,8 +267,10 @@ async function copyTree(ctx: Ctx, leaf: Leaf, destIn: { path: string; dirLike: b
   const parent = srcIsDir && !fiDest ? dst : path.dirname(dst);
   await mkdirAllHost(parent, ctx.dirPerm, owner);
 
+  const batch: Batch = { jobs: [], after: [] };
   if (!srcIsDir) {
-    await copyLeaf(ctx, leaf, leaf.root, dst);
+    await copyLeaf(ctx, leaf, leaf.root, dst, batch);
+    await runBatch(batch);
     return;
   }
 
@@ -236,8 +292,9 @@ async function copyTree(ctx: Ctx, leaf: Leaf, destIn: { path: string; dirLike: b
       ctx.copied++;
       continue;
     }
-    await copyLeaf(ctx, leaf, e, target, inFresh);
+    await copyLeaf(ctx, leaf, e, target, batch, inFresh);
   }
+  await runBatch(batch);
   for (const d of dirsDone.reverse()) applyInfo(ctx, leaf, d.e, d.target, d.created);
   if (rootCreated) applyInfo(ctx, leaf, leaf.root, dst, true);
   else fs.lutimesSync(dst, leaf.root.st.atimeMs / 1000, leaf.root.st.mtimeMs / 1000);
