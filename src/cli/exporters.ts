@@ -5,10 +5,6 @@ import { StrataError } from '../errors.js';
 import type { Store } from '../cache/store.js';
 import type { BuiltImage } from '../solver/final-image.js';
 import type { ExportImage } from '../image/image-data.js';
-import { writeOciLayout } from '../image/oci-layout.js';
-import { writeOciArchive } from '../image/oci-archive.js';
-import { writeDockerArchive } from '../image/docker-archive.js';
-import { pushImage } from '../image/push.js';
 import type { RegistryClient } from '../registry/client.js';
 import { parseReference, formatReference, familiarReference } from '../registry/reference.js';
 import type { OutputSpec } from './build-options.js';
@@ -36,15 +32,20 @@ export async function exportImage(o: Exclude<OutputSpec, { type: 'local' }>, bui
       keep();
       if (o.push) await push(client, image, names);
       return;
+    // The writers load only for the output that needs them (most builds just keep the image).
     case 'oci': {
+      const { writeOciArchive } = await import('../image/oci-archive.js');
+      const { writeOciLayout } = await import('../image/oci-layout.js');
       const refName = names[0] ? familiarReference(parseReference(names[0])) : undefined;
       if (o.tar) await writeOciArchive(resolve(o.dest), image, { refName, imageName: names[0] && storeName(names[0]) });
       else await writeOciLayout(resolve(o.dest), image, { refName: names[0] ? (parseReference(names[0]).tag ?? 'latest') : 'latest', imageName: names[0] && storeName(names[0]) });
       return;
     }
-    case 'docker':
+    case 'docker': {
+      const { writeDockerArchive } = await import('../image/docker-archive.js');
       await writeDockerArchive(resolve(o.dest), image, { tags: names });
       return;
+    }
     case 'registry':
       // BuildKit's type=registry is type=image,push=true: the image stays in the store too.
       await push(client, image, names);
@@ -57,5 +58,6 @@ async function push(client: RegistryClient, image: ExportImage, names: string[])
   if (names.length === 0) {
     throw new StrataError('PUSH_FAILED', 'nothing to push: the build has no name', { hint: 'add -t REGISTRY/REPO:TAG' });
   }
+  const { pushImage } = await import('../image/push.js');
   await pushImage(client, image, names.map(parseReference));
 }

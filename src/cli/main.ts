@@ -1,16 +1,27 @@
 // Entry point of the `strata` command: wires subcommands and turns StrataErrors into clean exits.
 import { Command, CommanderError } from 'commander';
 import { isStrataError } from '../errors.js';
-import { registerDebug } from './commands/debug.js';
-import { registerBuild } from './commands/build.js';
-import { registerImages } from './commands/images.js';
-import { registerHistory } from './commands/history.js';
-import { registerDoctor } from './commands/doctor.js';
-import { registerDuPrune } from './commands/du-prune.js';
-import { registerMount } from './commands/mount.js';
-import { registerCache } from './commands/cache.js';
 
-export function buildProgram(): Command {
+type Register = (program: Command) => void;
+
+/**
+ * Each command file with the top-level commands it registers, in help order. Only the file of the
+ * command being run is loaded (a build never pays for loading `images`, `mount` and their
+ * dependencies); help, version and unknown commands load them all.
+ */
+const COMMANDS: { names: string[]; load: () => Promise<Register> }[] = [
+  { names: ['build'], load: async () => (await import('./commands/build.js')).registerBuild },
+  { names: ['images', 'save', 'load', 'rmi'], load: async () => (await import('./commands/images.js')).registerImages },
+  { names: ['history'], load: async () => (await import('./commands/history.js')).registerHistory },
+  { names: ['doctor'], load: async () => (await import('./commands/doctor.js')).registerDoctor },
+  { names: ['du', 'prune'], load: async () => (await import('./commands/du-prune.js')).registerDuPrune },
+  { names: ['mount'], load: async () => (await import('./commands/mount.js')).registerMount },
+  { names: ['cache'], load: async () => (await import('./commands/cache.js')).registerCache },
+  { names: ['debug'], load: async () => (await import('./commands/debug.js')).registerDebug },
+];
+
+/** The program with the commands `argv` needs (all of them when it names none of them). */
+export async function buildProgram(argv: string[] = []): Promise<Command> {
   const program = new Command();
   program
     .name('strata')
@@ -19,19 +30,14 @@ export function buildProgram(): Command {
     .showHelpAfterError()
     .enablePositionalOptions()
     .exitOverride();
-  registerBuild(program);
-  registerImages(program);
-  registerHistory(program);
-  registerDoctor(program);
-  registerDuPrune(program);
-  registerMount(program);
-  registerCache(program);
-  registerDebug(program);
+  const named = COMMANDS.find((c) => c.names.includes(argv[0] ?? ''));
+  const registers = await Promise.all((named ? [named] : COMMANDS).map((c) => c.load()));
+  for (const register of registers) register(program);
   return program;
 }
 
 export async function main(argv: string[]): Promise<number> {
-  const program = buildProgram();
+  const program = await buildProgram(argv);
   try {
     await program.parseAsync(argv, { from: 'user' });
     return typeof process.exitCode === 'number' ? process.exitCode : 0;

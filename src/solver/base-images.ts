@@ -9,8 +9,6 @@ import type { BaseImageInfo, HistoryEntry, RuntimeConfig } from '../graph/config
 import type { SourceOp } from '../graph/ops.js';
 import { RegistryClient } from '../registry/client.js';
 import { parseReference, formatReference, familiarReference, type ImageReference } from '../registry/reference.js';
-import { extractLayer } from '../snapshot/extract.js';
-import { readOciLayout } from '../image/oci-layout.js';
 
 export interface ResolvedImage {
   /** What the user wrote, normalised (`localhost:5000/busybox:latest`). */
@@ -141,6 +139,7 @@ export class BaseImages {
 
   private async resolveLayout(dir: string, ref?: string): Promise<ResolvedImage> {
     // Layer blobs are verified when (and if) a step needs them, not on every build.
+    const { readOciLayout } = await import('../image/oci-layout.js');
     const img = await readOciLayout(dir, ref, { verifyLayers: false });
     await this.store.putBlob(img.manifest, 'application/vnd.oci.image.manifest.v1+json');
     const blobPath = (d: string) => img.blobs.path(d);
@@ -215,6 +214,8 @@ export class BaseImages {
     const dir = this.store.tmpPath('unpack');
     await mkdir(dir, { recursive: true });
     try {
+      // Loaded on first use: a fully cached build never unpacks a layer.
+      const { extractLayer } = await import('../snapshot/extract.js');
       const r = await extractLayer(createReadStream(this.store.blobPath(info.digest)), dir, { label: `${img.name} layer ${info.digest.slice(0, 19)}` });
       if (r.diffId !== info.diffId) {
         throw new StrataError('DIGEST_MISMATCH', `${img.name}: layer ${info.digest} unpacks to ${r.diffId}, but the image config says ${info.diffId}`);

@@ -9,7 +9,6 @@ import type { LayerInfo, Store } from '../cache/store.js';
 import { fetchCacheBlob, type CacheSource } from '../cache/remote.js';
 import type { RegistryClient } from '../registry/client.js';
 import { parseReference } from '../registry/reference.js';
-import { extractLayer } from '../snapshot/extract.js';
 
 /** A layer from an imported cache failed verification; the build retries without those records. */
 export class BadCacheLayer extends StrataError {
@@ -100,6 +99,8 @@ export class Materializer {
         const dir = this.store.tmpPath('unpack');
         await mkdir(dir, { recursive: true });
         try {
+          // Loaded on first use: a fully cached build never unpacks a layer.
+          const { extractLayer } = await import('../snapshot/extract.js');
           const r = await extractLayer(createReadStream(this.store.blobPath(l.digest)), dir, { label: `${image ? `${image} layer` : 'cached layer'} ${l.digest.slice(0, 19)}` });
           if (r.diffId !== l.diffId && image !== undefined) {
             throw new StrataError('DIGEST_MISMATCH', `${image}: layer ${l.digest} unpacks to ${r.diffId}, but the image config says ${l.diffId}`);

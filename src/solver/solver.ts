@@ -9,11 +9,8 @@ import type { Op, Vertex } from '../graph/ops.js';
 import type { EventSink, VertexRef } from '../progress/events.js';
 import type { Runtime } from '../executor/types.js';
 import { checksumSources, checksumRootfsSources, type StatCache } from '../context/checksum.js';
-import { withChain } from './mounts.js';
 import { BadCacheLayer, type Materializer } from './materialize.js';
 import type { BaseImages } from './base-images.js';
-import { runExec } from './exec-step.js';
-import { runCopy, runMkdir } from './file-steps.js';
 import { formatAge } from './age.js';
 import { explainMiss, matchStep, type PreviousBuild, type StepInputs } from '../cache/explain.js';
 
@@ -274,6 +271,7 @@ export class Solver {
     const row = store.db.prepare('SELECT digest, files FROM selection_cache WHERE key=?').get(key) as { digest: string; files: string } | undefined;
     if (row) return { digest: row.digest, files: JSON.parse(row.files) as Record<string, string> };
     await this.o.materializer.unpackChain(chain);
+    const { withChain } = await import('./mounts.js');
     const r = await withChain(store, chain, (merged) => checksumRootfsSources({ root: merged, sources, excludes, parents }));
     const files: Record<string, string> = {};
     for (const f of r.files) files[f.path] = `${f.type}:${f.mode.toString(8)}:${f.contentDigest ?? ''}`;
@@ -288,8 +286,11 @@ export class Solver {
       // Hits only needed their layers to be obtainable; a step that runs needs them on disk
       // (inside the try: a bad base layer fails this step, naming its line).
       for (const c of inputs) await this.o.materializer.unpackChain(c);
+      // Step runners (and the executor, overlay and copy code under them) load when a step runs:
+      // a fully cached build never needs them.
       switch (op.kind) {
-        case 'exec':
+        case 'exec': {
+          const { runExec } = await import('./exec-step.js');
           return await runExec(v, op, inputs, {
             store: this.o.store,
             runtime: await this.o.runtime(),
@@ -302,10 +303,15 @@ export class Solver {
             ignore: this.o.ignore,
             ignoreMayReinclude: this.o.ignoreMayReinclude,
           });
-        case 'copy':
+        }
+        case 'copy': {
+          const { runCopy } = await import('./file-steps.js');
           return await runCopy(v, op, inputs, { store: this.o.store, contextDirs: this.o.contextDirs, ignore: this.o.ignore, ignoreMayReinclude: this.o.ignoreMayReinclude, commit });
-        case 'mkdir':
+        }
+        case 'mkdir': {
+          const { runMkdir } = await import('./file-steps.js');
           return await runMkdir(op, inputs, { store: this.o.store, contextDirs: this.o.contextDirs, commit });
+        }
         default:
           throw new Error(`unexpected op ${op.kind}`);
       }

@@ -11,8 +11,7 @@ import { planBuild, goArch, parseNamedContextValue, type NamedContext } from '..
 import { Store } from '../../cache/store.js';
 import { BaseImages } from '../../solver/base-images.js';
 import { Solver } from '../../solver/solver.js';
-import { withChain } from '../../solver/mounts.js';
-import { detectRuntime } from '../../executor/runtime.js';
+import type { Runtime } from '../../executor/types.js';
 import { writeBuiltImage, type BuiltImage } from '../../solver/final-image.js';
 import { plainRenderer, jsonRenderer } from '../../progress/plain.js';
 import type { EventSink } from '../../progress/events.js';
@@ -21,12 +20,9 @@ import { collect, parseBuildArgs, parseOutput, parseSecrets, type OutputSpec } f
 import { exportImage } from '../exporters.js';
 import { recordBuild, startBuild } from '../../cache/history.js';
 import { parseDuration } from '../../frontend/duration.js';
-import { autoGc } from '../../cache/prune.js';
 import { formatSize, parseSize } from '../size.js';
 import { findPreviousBuild } from '../../cache/explain.js';
 import { Materializer, BadCacheLayer, dropBadLayer } from '../../solver/materialize.js';
-import { compressChain } from '../../cache/variants.js';
-import { parseCacheFrom, parseCacheTo, runExport, runImports, describe, copyFromSelectionKeys } from '../cache-io.js';
 import { PersistentStatCache } from '../../cache/stat-cache-store.js';
 
 export interface BuildFlags {
@@ -178,8 +174,10 @@ export async function runBuild(pathArg: string, flags: BuildFlags): Promise<stri
   if (gcText) parseSize(gcText, flags.gcKeepStorage ? '--gc-keep-storage' : 'STRATA_GC_KEEP_STORAGE');
 
   const outputs: OutputSpec[] = flags.output.map(parseOutput);
-  const cacheTo = flags.cacheTo.map(parseCacheTo);
-  const cacheFrom = flags.cacheFrom.map(parseCacheFrom);
+  // Cache import/export code loads only for builds that use it.
+  const cacheIo = flags.cacheTo.length || flags.cacheFrom.length ? await import('../cache-io.js') : undefined;
+  const cacheTo = cacheIo ? flags.cacheTo.map(cacheIo.parseCacheTo) : [];
+  const cacheFrom = cacheIo ? flags.cacheFrom.map(cacheIo.parseCacheFrom) : [];
   if (flags.push) outputs.push({ type: 'registry' });
   if (outputs.length === 0) outputs.push({ type: 'image', push: false });
 
@@ -215,9 +213,9 @@ export async function runBuild(pathArg: string, flags: BuildFlags): Promise<stri
     const ignore = loadIgnore(contextDir, df.path);
     statCache = new PersistentStatCache(store, Object.values(contextDirs));
     const previous = findPreviousBuild(store, { dockerfile: df.path ?? df.name, context: contextDir, target: plan.target.name, before: buildId });
-    let runtime: Promise<Awaited<ReturnType<typeof detectRuntime>>> | undefined;
-    if (cacheFrom.length) {
-      for (const r of await runImports(store, bases.client, cacheFrom, warn)) {
+    let runtime: Promise<Runtime> | undefined;
+    if (cacheIo && cacheFrom.length) {
+      for (const r of await cacheIo.runImports(store, bases.client, cacheFrom, warn)) {
         info(`imported cache: ${r.records} new records, ${r.layers} layers listed, cache mounts seeded: ${r.mounts.length ? r.mounts.join(', ') : 'none'}`);
       }
     }
@@ -233,7 +231,7 @@ export async function runBuild(pathArg: string, flags: BuildFlags): Promise<stri
       jobs: flags.jobs ? Number(flags.jobs) : availableParallelism(),
       compression,
       sourceDateEpoch,
-      runtime: () => (runtime ??= detectRuntime()),
+      runtime: () => (runtime ??= import('../../executor/runtime.js').then((m) => m.detectRuntime())),
       buildId,
       statCache,
       previous,
@@ -279,7 +277,7 @@ export async function runBuild(pathArg: string, flags: BuildFlags): Promise<stri
         p = (async () => {
           // The manifest needs only digests and sizes: a cacheonly build fetches no layer for it.
           if (encoding !== 'stored') await materializer.blobsOf(finalChain);
-          const chain = encoding === 'stored' ? finalChain : await compressChain(store, finalChain, encoding);
+          const chain = encoding === 'stored' ? finalChain : await (await import('../../cache/variants.js')).compressChain(store, finalChain, encoding);
           return writeBuiltImage(store, {
             config: plan!.target.config,
             author: plan!.target.author,
@@ -316,16 +314,16 @@ export async function runBuild(pathArg: string, flags: BuildFlags): Promise<stri
       await runOutput(o, image, finalChain, store, bases, flags);
     }
     const image = { manifestDigest: printed ?? (await imageFor('stored')).manifestDigest };
-    for (const spec of cacheTo) {
+    for (const spec of cacheIo ? cacheTo : []) {
       const stepsToExport = solver.steps.filter((s) => spec.mode === 'max' || s.vertex.stage === plan!.target.name);
       const mountIds = plan.vertices.flatMap((v) => (v.op.kind === 'exec' ? v.op.mounts.filter((m) => m.type === 'cache').map((m) => (m as { id: string }).id) : []));
-      const r = await runExport(store, bases.client, materializer, spec, {
+      const r = await cacheIo!.runExport(store, bases.client, materializer, spec, {
         records: stepsToExport.map((s) => ({ key: s.result.key, chain: s.result.chain, description: `${s.vertex.stepLabel} ${s.vertex.instruction}` })),
         mountIds,
-        selectionKeys: await copyFromSelectionKeys(stepsToExport, (v) => solver!.solve(v)),
+        selectionKeys: await cacheIo!.copyFromSelectionKeys(stepsToExport, (v) => solver!.solve(v)),
         warn,
       });
-      info(`exported cache to ${describe(spec.dest)}: ${r.records} records, ${r.mounts} cache mount(s)`);
+      info(`exported cache to ${cacheIo!.describe(spec.dest)}: ${r.records} records, ${r.mounts} cache mount(s)`);
     }
     status = 'done';
     return image.manifestDigest;
@@ -344,7 +342,7 @@ export async function runBuild(pathArg: string, flags: BuildFlags): Promise<stri
       });
     }
     // A build that ran nothing added nothing: skip the (du-costly) size check.
-    if (status === 'done' && solver?.steps.some((s) => !s.result.cached)) runGc(store, flags, buildId, started, warn);
+    if (status === 'done' && solver?.steps.some((s) => !s.result.cached)) await runGc(store, flags, buildId, started, warn);
     if (secretTmp) await rm(secretTmp, { recursive: true, force: true });
     store.close();
   }
@@ -354,13 +352,14 @@ async function runOutput(o: OutputSpec, image: BuiltImage, chain: import('../../
   if (o.type === 'local') {
     const dest = resolve(o.dest);
     await mkdir(dest, { recursive: true });
+    const { withChain } = await import('../../solver/mounts.js');
     await withChain(store, chain, (merged) => cp(merged, dest, { recursive: true, verbatimSymlinks: true, force: true, preserveTimestamps: true }));
     return;
   }
   await exportImage(o, image, store, bases.client, flags.tag);
 }
 
-function runGc(store: Store, flags: BuildFlags, buildId: string, started: number, warn: (m: string) => void): void {
+async function runGc(store: Store, flags: BuildFlags, buildId: string, started: number, warn: (m: string) => void): Promise<void> {
   const text = flags.gcKeepStorage ?? process.env.STRATA_GC_KEEP_STORAGE;
   let limit: number;
   if (text) limit = parseSize(text, '--gc-keep-storage');
@@ -368,6 +367,7 @@ function runGc(store: Store, flags: BuildFlags, buildId: string, started: number
     const fs = statfsSync(store.root);
     limit = Math.floor((fs.blocks * fs.bsize) / 10);
   }
+  const { autoGc } = await import('../../cache/prune.js');
   const r = autoGc(store, { limit, buildId, buildStarted: started });
   if (r && r.removed.length) warn(`store over ${formatSize(limit)}: removed ${r.removed.length} least recently used record(s), freed ${formatSize(r.freed)}`);
 }
