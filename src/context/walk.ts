@@ -291,45 +291,47 @@ class Walker {
 
   async walk(dirHost: string, realRel: string, rel: string, out: TreeEntry[]): Promise<void> {
     await this.pause.maybe();
-    const names = readdirSync(dirHost).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
-    const decided = names.map((name) => {
-      const childRel = rel === '' ? name : `${rel}/${name}`;
-      let include = this.include ? this.include.matches(childRel) : true;
-      const excluded = this.exclude ? this.exclude.matches(childRel) : false;
-      if (excluded) include = false;
-      const canSkip = !include && !this.include && !(this.exclude?.exclusions ?? false);
-      return { name, childRel, include, excluded, canSkip };
-    });
-    const stats = decided.map((d) => (d.canSkip ? undefined : lstatSync(path.join(dirHost, d.name))));
-    for (let i = 0; i < decided.length; i++) {
-      const d = decided[i];
-      const st = stats[i];
-      if (!st) continue;
-      const host = path.join(dirHost, d.name);
-      const childReal = realRel === '' ? d.name : `${realRel}/${d.name}`;
+    // Default sort: UTF-16 code unit order, as a < b compares.
+    const names = readdirSync(dirHost).sort();
+    // Plain concatenation: dirHost is already clean and names hold no '/' (path.join per entry
+    // was a good part of a walk's time).
+    const hostPrefix = dirHost.endsWith('/') ? dirHost : dirHost + '/';
+    const relPrefix = rel === '' ? '' : rel + '/';
+    const realPrefix = realRel === '' ? '' : realRel + '/';
+    const { include, exclude } = this;
+    // Without an include pattern or `!` exclusions, an excluded entry cannot matter: no stat.
+    const statExcluded = include !== undefined || (exclude?.exclusions ?? false);
+    for (const name of names) {
+      const childRel = relPrefix + name;
+      const excluded = exclude ? exclude.matches(childRel) : false;
+      const included = !excluded && (include ? include.matches(childRel) : true);
+      if (!included && !statExcluded) continue;
+      const host = hostPrefix + name;
+      const st = lstatSync(host);
+      const childReal = realPrefix + name;
       const isDir = st.isDirectory();
       const ignored = this.ignored(childReal, isDir);
       if (ignored && !(isDir && this.reincludes(childReal))) continue;
       const kind = kindOf(st);
       if (!isDir) {
-        if (!d.include) continue;
-        const entry: TreeEntry = { rel: d.childRel, host, st, kind };
+        if (!included) continue;
+        const entry: TreeEntry = { rel: childRel, host, st, kind };
         if (kind === 'symlink') entry.link = readlinkSync(host);
         out.push(entry);
         continue;
       }
-      if (!d.include && !this.mayIncludeBelow(d.childRel)) continue;
+      if (!included && !this.mayIncludeBelow(childRel)) continue;
       const at = out.length;
-      const entry: TreeEntry = { rel: d.childRel, host, st, kind, parentOnly: !d.include || undefined };
+      const entry: TreeEntry = { rel: childRel, host, st, kind, parentOnly: !included || undefined };
       out.push(entry);
-      if (d.excluded && !this.exclude?.exclusions) {
-        if (!d.include) out.splice(at, 1);
+      if (excluded && !exclude?.exclusions) {
+        if (!included) out.splice(at, 1);
         continue;
       }
-      await this.walk(host, childReal, d.childRel, out);
+      await this.walk(host, childReal, childRel, out);
       // An ignored dir exists in the context only through what it re-includes; an unselected one
       // only as the parent of something selected.
-      if (out.length === at + 1 && (ignored || !d.include)) out.splice(at, 1);
+      if (out.length === at + 1 && (ignored || !included)) out.splice(at, 1);
     }
   }
 }
@@ -341,6 +343,10 @@ class Walker {
 export class Pacer {
   private last = performance.now();
   constructor(private readonly sliceMs = 15) {}
+  /** The slice is used up. Loops over many items test this and await maybe() only then (an await per item costs more than the item). */
+  due(): boolean {
+    return performance.now() - this.last >= this.sliceMs;
+  }
   async maybe(): Promise<void> {
     const now = performance.now();
     if (now - this.last < this.sliceMs) return;

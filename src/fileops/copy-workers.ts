@@ -81,7 +81,7 @@ function workersFor(n: number): CopyWorker[] {
 async function runInline(jobs: FileOpJob[]): Promise<void> {
   const pause = new Pacer();
   for (const j of jobs) {
-    await pause.maybe();
+    if (pause.due()) await pause.maybe();
     runJob(j);
   }
 }

@@ -281,7 +281,7 @@ async function copyTree(ctx: Ctx, leaf: Leaf, destIn: { path: string; dirLike: b
   if (rootCreated) freshDirs.add('');
   const pause = new Pacer();
   for (const e of leaf.entries) {
-    await pause.maybe();
+    if (pause.due()) await pause.maybe();
     const target = path.join(dst, ...e.rel.split('/'));
     const slash = e.rel.lastIndexOf('/');
     const inFresh = freshDirs.has(slash < 0 ? '' : e.rel.slice(0, slash));
