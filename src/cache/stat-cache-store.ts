@@ -6,7 +6,11 @@ import type { Store } from './store.js';
 /** Comfortably above the kernel's coarse timestamp tick (1-10 ms). */
 export const RACY_MS = 100;
 
+type Row = [path: string, ino: number, size: number, mtime: number, ctime: number, digest: string];
+
 export class PersistentStatCache implements StatCache {
+  /** Rows as SQLite returns them in raw mode; an entry object is made only for a path asked for. */
+  private readonly rows = new Map<string, Row>();
   private readonly map = new Map<string, StatCacheEntry>();
   private readonly dirty = new Map<string, StatCacheEntry>();
 
@@ -14,17 +18,18 @@ export class PersistentStatCache implements StatCache {
     private readonly store: Store,
     prefixes: string[],
   ) {
-    const q = store.db.prepare('SELECT path, ino, size, mtime, ctime, digest FROM stat_cache WHERE path >= ? AND path < ?');
+    const q = store.db.prepare('SELECT path, ino, size, mtime, ctime, digest FROM stat_cache WHERE path >= ? AND path < ?').raw();
     for (const p of prefixes) {
       const base = p.endsWith('/') ? p : p + '/';
-      for (const r of q.iterate(base, base.slice(0, -1) + '0') as Iterable<{ path: string; ino: number; size: number; mtime: number; ctime: number; digest: string }>) {
-        this.map.set(r.path, { ino: r.ino, size: r.size, mtimeMs: r.mtime, ctimeMs: r.ctime, digest: r.digest });
-      }
+      for (const r of q.all(base, base.slice(0, -1) + '0') as Row[]) this.rows.set(r[0], r);
     }
   }
 
   get(path: string): StatCacheEntry | undefined {
-    return this.map.get(path);
+    const e = this.map.get(path);
+    if (e) return e;
+    const r = this.rows.get(path);
+    return r && { ino: r[1], size: r[2], mtimeMs: r[3], ctimeMs: r[4], digest: r[5] };
   }
 
   set(path: string, entry: StatCacheEntry): void {

@@ -4,7 +4,6 @@
 // sources from a stage or image rootfs, where COPY keeps them.
 import * as crypto from 'node:crypto';
 import { closeSync, createReadStream, openSync, readSync } from 'node:fs';
-import { getAttributeSync, listAttributesSync } from 'fs-xattr';
 import type { StatCache } from './stat-cache.js';
 import { deviceNumbers, Pacer, selectSource, type IgnoreFn, type Reinclude, type SelectedSource, type TreeEntry } from './walk.js';
 
@@ -93,8 +92,20 @@ async function hashLargeFile(p: string): Promise<{ digest: string; bytes: number
   return { digest: 'sha256:' + h.digest('hex'), bytes };
 }
 
+let xattr: typeof import('fs-xattr') | undefined;
+
+/**
+ * Loads fs-xattr (a native addon, a few ms) for sources from a rootfs, the only ones whose xattrs
+ * count; context checksums never pay for it. Call before readXattrs.
+ */
+export async function loadXattrs(): Promise<void> {
+  xattr ??= await import('fs-xattr');
+}
+
 /** Extended attributes worth carrying: overlayfs bookkeeping and SELinux labels are host facts. */
 export function readXattrs(p: string): Record<string, string> | undefined {
+  if (!xattr) throw new Error('readXattrs: loadXattrs() was not awaited');
+  const { getAttributeSync, listAttributesSync } = xattr;
   let names: string[];
   try {
     names = listAttributesSync(p);
@@ -131,6 +142,7 @@ function entryType(e: TreeEntry): FileEntry['type'] {
 /** Checksum what `sources` select under `root` (the build context, or a rootfs with srcIsRootfs). */
 export async function checksumSources(opts: ChecksumOptions): Promise<ChecksumResult> {
   const rootfs = opts.srcIsRootfs ?? false;
+  if (rootfs) await loadXattrs();
   const selected: SelectedSource[] = [];
   for (const word of opts.sources) {
     // ADD's URL sources are no files of the root: their words count, their content is the

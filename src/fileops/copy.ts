@@ -8,7 +8,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { setAttributeSync } from 'fs-xattr';
 import { StrataError } from '../errors.js';
-import { readXattrs } from '../context/checksum.js';
+import { loadXattrs, readXattrs } from '../context/checksum.js';
 import { deviceNumbers, goClean, kindOf, Pacer, resolveInside, selectSource, type IgnoreFn, type Reinclude, type TreeEntry } from '../context/walk.js';
 import { detectArchive, extractArchive, mknodLike } from './archive.js';
 import { parseChmod, type Chmod } from './chmod.js';
@@ -330,6 +330,7 @@ function validate(req: CopyRequest): void {
 /** Run one COPY/ADD into `req.destRoot`. */
 export async function copyFiles(req: CopyRequest): Promise<CopyResult> {
   validate(req);
+  if (req.srcIsRootfs) await loadXattrs();
   const chmod = req.chmod !== undefined && req.chmod !== '' ? parseChmod(req.chmod) : undefined;
   const ctx: Ctx = {
     req,
