@@ -78,6 +78,15 @@ function workersFor(n: number): CopyWorker[] {
   return workers.slice(0, n);
 }
 
+function workersWanted(jobs: number): number {
+  return jobs >= SPLIT_MIN_JOBS ? Math.max(1, Math.min(MAX_WORKERS, availableParallelism())) : 1;
+}
+
+/** Starts the workers a copy of about `entries` entries will use, so they boot while it plans. */
+export function prepareCopyWorkers(entries: number): void {
+  if (entries >= WORKER_MIN_JOBS) workersFor(workersWanted(entries));
+}
+
 async function runInline(jobs: FileOpJob[]): Promise<void> {
   const pause = new Pacer();
   for (const j of jobs) {
@@ -92,8 +101,7 @@ export async function runFileJobs(jobs: FileOpJob[]): Promise<void> {
   let bytes = 0;
   for (const j of jobs) if (j.kind === 'file') bytes += j.size;
   if (jobs.length < WORKER_MIN_JOBS && bytes < WORKER_MIN_BYTES) return runInline(jobs);
-  const want = jobs.length >= SPLIT_MIN_JOBS ? Math.max(1, Math.min(MAX_WORKERS, availableParallelism())) : 1;
-  const pool = workersFor(want);
+  const pool = workersFor(workersWanted(jobs.length));
   if (pool.length === 0) return runInline(jobs);
   // Contiguous slices keep each worker in its own directories (creating in one dir serializes).
   const per = Math.ceil(jobs.length / pool.length);

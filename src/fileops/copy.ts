@@ -12,7 +12,7 @@ import { loadXattrs, readXattrs } from '../context/checksum.js';
 import { deviceNumbers, goClean, kindOf, Pacer, resolveInside, selectSource, type IgnoreFn, type Reinclude, type TreeEntry } from '../context/walk.js';
 import { detectArchive, extractArchive, mknodLike } from './archive.js';
 import { parseChmod, type Chmod } from './chmod.js';
-import { runFileJobs } from './copy-workers.js';
+import { prepareCopyWorkers, runFileJobs } from './copy-workers.js';
 import type { FileJob, FileOpJob, SymlinkJob } from './file-jobs.js';
 import { downloadUrl, isUrlSource, type Downloaded } from './http.js';
 import { mkdirAllHost, mkdirAllInside, type Owner } from './mkdir.js';
@@ -201,12 +201,8 @@ function symlinkJob(ctx: Ctx, leaf: Leaf, e: TreeEntry, target: string): Symlink
   return { kind: 'symlink', target: e.link ?? fs.readlinkSync(e.host), dst: target, owner: freshOwner(ctx, leaf, e), atime: e.st.atimeMs / 1000, mtime: e.st.mtimeMs / 1000 };
 }
 
-/**
- * Copy a non-directory; `inFreshDir` says its parent was created by this copy (nothing to replace).
- * Regular files and symlinks are queued on `batch`; the caller runs it before touching their dirs.
- */
-async function copyLeaf(ctx: Ctx, leaf: Leaf, e: TreeEntry, target: string, batch: Batch, inFreshDir = false): Promise<void> {
-  if (!inFreshDir) ensureEmptyFileTarget(ctx, target);
+/** Queues a regular file or symlink on `batch` (its target is free); false for other kinds. */
+function queueLeaf(ctx: Ctx, leaf: Leaf, e: TreeEntry, target: string, batch: Batch): boolean {
   switch (e.kind) {
     case 'file': {
       const key = `${e.st.dev}:${e.st.ino}`;
@@ -222,12 +218,25 @@ async function copyLeaf(ctx: Ctx, leaf: Leaf, e: TreeEntry, target: string, batc
         if (e.st.nlink > 1) ctx.inodes.set(key, target);
       }
       ctx.copied++;
-      return;
+      return true;
     }
     case 'symlink':
       batch.jobs.push(symlinkJob(ctx, leaf, e, target));
       ctx.copied++;
-      return;
+      return true;
+    default:
+      return false;
+  }
+}
+
+/**
+ * Copy a non-directory; `inFreshDir` says its parent was created by this copy (nothing to replace).
+ * Regular files and symlinks are queued on `batch`; the caller runs it before touching their dirs.
+ */
+async function copyLeaf(ctx: Ctx, leaf: Leaf, e: TreeEntry, target: string, batch: Batch, inFreshDir = false): Promise<void> {
+  if (!inFreshDir) ensureEmptyFileTarget(ctx, target);
+  if (queueLeaf(ctx, leaf, e, target, batch)) return;
+  switch (e.kind) {
     case 'socket':
       // The build context cannot carry sockets; BuildKit delivers them as empty files.
       fs.writeFileSync(target, '');
@@ -280,9 +289,11 @@ async function copyTree(ctx: Ctx, leaf: Leaf, destIn: { path: string; dirLike: b
   const freshDirs = new Set<string>();
   if (rootCreated) freshDirs.add('');
   const pause = new Pacer();
+  // dst is clean and rel a plain relative path: concatenation is path.join's result, much cheaper.
+  const dstPrefix = dst.endsWith('/') ? dst : dst + '/';
   for (const e of leaf.entries) {
     if (pause.due()) await pause.maybe();
-    const target = path.join(dst, ...e.rel.split('/'));
+    const target = dstPrefix + e.rel;
     const slash = e.rel.lastIndexOf('/');
     const inFresh = freshDirs.has(slash < 0 ? '' : e.rel.slice(0, slash));
     if (e.kind === 'dir') {
@@ -292,7 +303,11 @@ async function copyTree(ctx: Ctx, leaf: Leaf, destIn: { path: string; dirLike: b
       ctx.copied++;
       continue;
     }
-    await copyLeaf(ctx, leaf, e, target, batch, inFresh);
+    if (e.kind === 'file' || e.kind === 'symlink') {
+      // The common kinds without a promise per entry.
+      if (!inFresh) ensureEmptyFileTarget(ctx, target);
+      queueLeaf(ctx, leaf, e, target, batch);
+    } else await copyLeaf(ctx, leaf, e, target, batch, inFresh);
   }
   await runBatch(batch);
   for (const d of dirsDone.reverse()) applyInfo(ctx, leaf, d.e, d.target, d.created);
@@ -382,6 +397,9 @@ export async function copyFiles(req: CopyRequest): Promise<CopyResult> {
       const root = await syntheticFile(dir, h.name, h.content, 0o644);
       leaves.push({ kind: 'tree', base: h.name, root, entries: [], keepOwner: false, xattrs: false });
     }
+
+    // Start worker threads now for a big copy: they boot while the destination dirs are made.
+    prepareCopyWorkers(leaves.reduce((n, l) => n + 1 + l.entries.length, 0));
 
     if (leaves.length > 1 && !destIn.dirLike && leaves.some((l) => l.root.kind !== 'dir' && !l.archive)) {
       const existing = await resolveInside(req.destRoot, destIn.path);
