@@ -53,6 +53,8 @@ if (opt.compression !== 'gzip' && opt.compression !== 'zstd') {
 // strata's exported cache (job A); gzip is --cache-to's default and what BENCHMARKS.md names.
 const CACHE_TO_OPTS = `mode=max,mounts=all${opt.compression === 'zstd' ? ',compression=zstd' : ''}`;
 
+const SEED004_SOCKET = '/run/strata-bench-seed004-docker.sock';
+
 const log = (s: string): void => { process.stderr.write(`[bench] ${s}\n`); };
 const TAG = 'seed004-bench:latest';
 type Who = 'strata' | 'BuildKit';
@@ -219,7 +221,9 @@ async function main(): Promise<void> {
   const base = await pushDebian(reg.host);
   log(`registry ${reg.host}: pushed ${base.ref}`);
 
-  const dockerd = await ensureDockerd({ socket: opt.socket, log });
+  // Its own socket by default: this bench prunes the builder, which would wipe the cache of a
+  // compare-buildkit run sharing /run/strata-bench-docker.sock.
+  const dockerd = await ensureDockerd({ socket: opt.socket ?? SEED004_SOCKET, log });
   onCleanup(() => dockerd.stop());
   await checkLoopbackInsecure(dockerd);
   log('dockerd lists 127.0.0.0/8 as insecure: it pulls the base and pushes the cache image over plain HTTP');
