@@ -213,7 +213,7 @@ export async function checksumSources(opts: ChecksumOptions): Promise<ChecksumRe
   const cache = opts.statCache;
   const pause = new Pacer();
   for (let k = 0; k < items.length; k++) {
-    if (pause.due()) await pause.maybe();
+    if ((k & 63) === 0 && pause.due()) await pause.maybe();
     const { e, f } = items[k]!;
     if (rootfs && (e.kind === 'file' || e.kind === 'dir')) f.xattrs = readXattrs(e.host);
     if (e.kind !== 'file' || f.linkTo !== undefined) continue;
