@@ -167,21 +167,6 @@ interface Batch {
   after: (() => void)[];
 }
 
-let umask: number | null | undefined;
-
-/** The process umask from /proc (process.umask() reads it by setting it, racing other threads). */
-function currentUmask(): number | undefined {
-  if (umask === undefined) {
-    try {
-      const m = /^Umask:\s*([0-7]+)$/m.exec(fs.readFileSync('/proc/self/status', 'utf8'));
-      umask = m ? parseInt(m[1]!, 8) : null;
-    } catch {
-      umask = null;
-    }
-  }
-  return umask ?? undefined;
-}
-
 /** The owner applyInfo would give `e`, or undefined where a fresh entry already has it. */
 function freshOwner(ctx: Ctx, leaf: Leaf, e: TreeEntry): { uid: number; gid: number } | undefined {
   const owner = ctx.req.chown ?? (leaf.keepOwner ? { uid: e.st.uid, gid: e.st.gid } : { uid: 0, gid: 0 });
@@ -191,10 +176,7 @@ function freshOwner(ctx: Ctx, leaf: Leaf, e: TreeEntry): { uid: number; gid: num
 function fileJob(ctx: Ctx, leaf: Leaf, e: TreeEntry, target: string): FileJob {
   const st = e.st;
   const mode = ctx.chmod ? ctx.chmod.apply(st.mode & 0o7777, false) : st.mode & 0o7777;
-  const mask = currentUmask();
-  // Creation applies the umask and may drop special bits: only then is a chmod needed.
-  const fixMode = mask === undefined || (mode & 0o7000) !== 0 || (mode & mask) !== 0;
-  return { kind: 'file', src: e.host, dst: target, size: st.size, mode, fixMode, owner: freshOwner(ctx, leaf, e), atime: st.atimeMs / 1000, mtime: st.mtimeMs / 1000 };
+  return { kind: 'file', src: e.host, dst: target, size: st.size, mode, owner: freshOwner(ctx, leaf, e), atime: st.atimeMs / 1000, mtime: st.mtimeMs / 1000 };
 }
 
 function symlinkJob(ctx: Ctx, leaf: Leaf, e: TreeEntry, target: string): SymlinkJob {

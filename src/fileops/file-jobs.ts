@@ -1,12 +1,13 @@
 // The per-file system calls of a COPY, with nothing but node:fs, so the same code runs inline and
 // on the copy worker threads (copy-workers.ts).
 //
-// Creating a file costs far more than its content here (ext4 inode allocation, journaled
-// attribute changes), so each file gets the fewest calls that leave it as the copy rules want:
-// create with its mode (O_EXCL: nothing is written through a link planted at the target), write,
-// then owner, mode and times only where creation did not already set them. fs.copyFile would add
-// an fchmod, an ftruncate and two failing clone/copy_file_range attempts per file.
-import { closeSync, constants, copyFileSync, chmodSync, fchmodSync, fchownSync, futimesSync, lchownSync, lutimesSync, openSync, readSync, symlinkSync, writeSync } from 'node:fs';
+// Creating a file costs far more than its content here (ext4 inode allocation, attribute
+// changes), so each file gets the fewest calls that leave it as the copy rules want: create with
+// its mode (O_EXCL: nothing is written through a link planted at the target), write, set the owner
+// if it is not ours, set the mode only if creation left another one (umask, a default ACL, chown
+// clearing setuid/setgid: an fstat tells), then the times. fs.copyFile would add an fchmod, an
+// ftruncate and two failing clone/copy_file_range attempts per file.
+import { closeSync, constants, copyFileSync, chmodSync, fchmodSync, fchownSync, fstatSync, futimesSync, lchownSync, lutimesSync, openSync, readSync, symlinkSync, writeSync } from 'node:fs';
 
 /** A regular file to create at `dst` (which must not exist) with the content of `src`. */
 export interface FileJob {
@@ -16,8 +17,6 @@ export interface FileJob {
   size: number;
   /** Final permission bits, setuid/setgid/sticky included. */
   mode: number;
-  /** Creation leaves other bits than `mode` (umask, special bits): set it explicitly. */
-  fixMode: boolean;
   /** Owner to set; absent when the creating process's own ids are already right. */
   owner?: { uid: number; gid: number };
   /** Seconds, as fs.utimes takes them. */
@@ -45,7 +44,7 @@ let buffer: Buffer | undefined;
 function copyContent(job: FileJob): void {
   const src = openSync(job.src, constants.O_RDONLY);
   try {
-    const dst = openSync(job.dst, CREATE, job.mode & 0o777);
+    const dst = openSync(job.dst, CREATE, job.mode);
     try {
       buffer ??= Buffer.allocUnsafe(KERNEL_COPY_MIN);
       for (;;) {
@@ -55,7 +54,7 @@ function copyContent(job: FileJob): void {
       }
       // Owner before mode: chown clears setuid/setgid.
       if (job.owner) fchownSync(dst, job.owner.uid, job.owner.gid);
-      if (job.fixMode) fchmodSync(dst, job.mode);
+      if ((fstatSync(dst).mode & 0o7777) !== job.mode) fchmodSync(dst, job.mode);
       futimesSync(dst, job.atime, job.mtime);
     } finally {
       closeSync(dst);

@@ -98,6 +98,25 @@ describe('copies of many files (worker threads)', () => {
     }
   });
 
+  it('keep modes in a destination dir whose default ACL would narrow them', async () => {
+    const dest = path.join(work, 'acl');
+    await fsp.mkdir(path.join(dest, 'm'), { recursive: true });
+    // system.posix_acl_default = user::rwx group::--- other::--- (version 2, three entries).
+    const acl = Buffer.alloc(4 + 3 * 8);
+    acl.writeUInt32LE(2, 0);
+    [[0x01, 7], [0x04, 0], [0x20, 0]].forEach(([tag, perm], i) => {
+      acl.writeUInt16LE(tag!, 4 + i * 8);
+      acl.writeUInt16LE(perm!, 6 + i * 8);
+      acl.writeUInt32LE(0xffffffff, 8 + i * 8);
+    });
+    setAttributeSync(path.join(dest, 'm'), 'system.posix_acl_default', acl);
+    await copyFiles({ srcRoot: src, srcIsRootfs: false, sources: ['d3'], dest: '/m/', destRoot: dest, workdir: '/' });
+    const want = await meta(path.join(src, 'd3'));
+    for (const [rel, v] of await meta(path.join(dest, 'm'))) {
+      if (v.startsWith('100000:')) assert.equal(v.split(':')[1], want.get(rel)!.split(':')[1], rel);
+    }
+  });
+
   it('replaces existing files and fills existing dirs', async () => {
     const dest = path.join(work, 'merge');
     await fsp.mkdir(path.join(dest, 'm/e1'), { recursive: true });
@@ -114,14 +133,14 @@ describe('copies of many files (worker threads)', () => {
     await fsp.mkdir(out);
     const jobs: FileOpJob[] = [];
     for (let i = 0; i < 1200; i++) {
-      jobs.push({ kind: 'file', src: path.join(src, 'd0/e0/f0.txt'), dst: path.join(out, `j${i}`), size: 7, mode: 0o644, fixMode: true, atime: 1, mtime: 2 });
+      jobs.push({ kind: 'file', src: path.join(src, 'd0/e0/f0.txt'), dst: path.join(out, `j${i}`), size: 7, mode: 0o644, atime: 1, mtime: 2 });
     }
     jobs[900] = { ...jobs[900]!, src: path.join(work, 'missing') } as FileOpJob;
     await assert.rejects(runFileJobs(jobs), (e: NodeJS.ErrnoException) => e.code === 'ENOENT' && e.path === path.join(work, 'missing'));
     // A target that exists is never written through (O_EXCL).
     await fsp.symlink('/etc/hostname', path.join(out, 'planted'));
     const many = Array.from({ length: 300 }, (_, i): FileOpJob => ({ kind: 'symlink', target: 'x', dst: path.join(out, `s${i}`), atime: 1, mtime: 2 }));
-    many.push({ kind: 'file', src: path.join(src, 'big.bin'), dst: path.join(out, 'planted'), size: 10, mode: 0o644, fixMode: false, atime: 1, mtime: 2 });
+    many.push({ kind: 'file', src: path.join(src, 'big.bin'), dst: path.join(out, 'planted'), size: 10, mode: 0o644, atime: 1, mtime: 2 });
     await assert.rejects(runFileJobs(many), (e: NodeJS.ErrnoException) => e.code === 'EEXIST');
     assert.equal((await fsp.lstat(path.join(out, 'planted'))).isSymbolicLink(), true);
     assert.equal((await fsp.lstat(path.join(out, 's299'))).mtimeMs, 2000);
