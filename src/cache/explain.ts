@@ -60,7 +60,17 @@ export function loadBuildSteps(store: Store, id: string): PreviousBuild {
   const rows = store.db
     .prepare('SELECT stage, step_label, instruction, key, inputs FROM build_steps WHERE build_id=? ORDER BY idx')
     .all(id) as { stage: string; step_label: string; instruction: string; key: string; inputs: string }[];
-  return { id, steps: rows.map((r) => ({ stage: r.stage, stepLabel: r.step_label, instruction: r.instruction, key: r.key, inputs: JSON.parse(r.inputs) as StepInputs })) };
+  const files = store.db.prepare('SELECT files FROM file_lists WHERE digest=?');
+  const expand = (text: string): StepInputs => {
+    const inputs = JSON.parse(text) as StepInputs & { filesRef?: string };
+    if (inputs.filesRef && !inputs.files) {
+      const row = files.get(inputs.filesRef) as { files: string } | undefined;
+      if (row) inputs.files = JSON.parse(row.files) as Record<string, string>;
+      delete inputs.filesRef;
+    }
+    return inputs;
+  };
+  return { id, steps: rows.map((r) => ({ stage: r.stage, stepLabel: r.step_label, instruction: r.instruction, key: r.key, inputs: expand(r.inputs) })) };
 }
 
 /** The same step in an earlier build: same stage and instruction, else same stage and position. */

@@ -45,6 +45,15 @@ export function recordBuild(store: Store, b: BuildRecord): void {
   const insertStep = store.db.prepare(
     'INSERT OR REPLACE INTO build_steps(build_id,idx,stage,step_label,instruction,line,key,cached,reason,duration_ms,inputs) VALUES (?,?,?,?,?,?,?,?,?,?,?)',
   );
+  // A step's file list can be large (every file a COPY selects) and rarely changes between builds:
+  // keep one copy per selection digest and point at it.
+  const insertFiles = store.db.prepare('INSERT OR IGNORE INTO file_lists(digest, files) VALUES (?, ?)');
+  const compact = (inputs: unknown): string => {
+    const i = inputs as { files?: unknown; filesDigest?: string };
+    if (!i || typeof i !== 'object' || !i.files || !i.filesDigest) return JSON.stringify(inputs);
+    insertFiles.run(i.filesDigest, JSON.stringify(i.files));
+    return JSON.stringify({ ...i, files: undefined, filesRef: i.filesDigest });
+  };
   store.db.transaction(() => {
     insertBuild.run(b.id, b.started, b.finished, b.dockerfile, b.context, b.target, JSON.stringify(b.args), b.status, process.pid);
     b.steps.forEach((s, i) => {
@@ -59,7 +68,7 @@ export function recordBuild(store: Store, b: BuildRecord): void {
         s.result.cached ? 1 : 0,
         s.result.reason,
         Math.round(s.result.durationMs),
-        JSON.stringify(s.result.inputs),
+        compact(s.result.inputs),
       );
     });
   })();

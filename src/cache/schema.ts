@@ -88,6 +88,11 @@ export const ADDED_COLUMNS: [table: string, column: string, definition: string][
 ];
 
 export const SCHEMA_STAT_CACHE = `
+-- File lists of step inputs, once per selection digest (build_steps.inputs points here).
+CREATE TABLE IF NOT EXISTS file_lists (
+  digest TEXT PRIMARY KEY,
+  files TEXT NOT NULL
+);
 -- Compressed copies of layers committed uncompressed.
 CREATE TABLE IF NOT EXISTS layer_variants (
   diff_id TEXT NOT NULL,
