@@ -4,19 +4,11 @@ import { readFileSync, readdirSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { StrataEnv, expectOk, type RunResult } from '../build/harness.js';
 import { busyboxLayout } from '../helpers/base-images.js';
+import { parsePlainSteps, type PlainStep } from '../control/support.js';
 
 export { StrataEnv, expectOk, type RunResult };
 
-/** One vertex of the plain progress output. */
-export interface PlainStep {
-  num: number;
-  /** `[stage 2/4] RUN ...` */
-  name: string;
-  cached: boolean;
-  miss?: string;
-  /** Status lines other than CACHED / miss / DONE / logs (e.g. the early cutoff note). */
-  notes: string[];
-}
+export type { PlainStep };
 
 export interface BuildOutcome extends RunResult {
   steps: PlainStep[];
@@ -26,25 +18,8 @@ export interface BuildOutcome extends RunResult {
   digest: string;
 }
 
-export function parsePlain(stderr: string): PlainStep[] {
-  const steps = new Map<number, PlainStep>();
-  for (const line of stderr.split('\n')) {
-    const m = /^#(\d+) (.*)$/.exec(line);
-    if (!m) continue;
-    const num = Number(m[1]);
-    const rest = m[2]!;
-    const s = steps.get(num);
-    if (!s) {
-      steps.set(num, { num, name: rest, cached: false, notes: [] });
-      continue;
-    }
-    if (rest === 'CACHED') s.cached = true;
-    else if (rest.startsWith('cache miss: ')) s.miss = rest.slice('cache miss: '.length);
-    else if (/^DONE \d/.test(rest) || /^\d+\.\d{3} /.test(rest) || rest.startsWith('ERROR: ')) continue;
-    else s.notes.push(rest);
-  }
-  return [...steps.values()];
-}
+/** Every vertex of the plain progress output (the parser the cache-control tests use too). */
+export const parsePlain = parsePlainSteps;
 
 export interface CacheTestEnv {
   env: StrataEnv;

@@ -22,7 +22,8 @@ export interface PlainStep {
   logs: string[];
 }
 
-export function parsePlain(stderr: string): PlainStep[] {
+/** Every vertex of the plain progress output, `[internal]` loads included. */
+export function parsePlainSteps(stderr: string): PlainStep[] {
   const steps = new Map<number, PlainStep>();
   for (const line of stderr.split('\n')) {
     const m = /^#(\d+) (.*)$/.exec(line);
@@ -41,7 +42,12 @@ export function parsePlain(stderr: string): PlainStep[] {
     else if (/^DONE \d/.test(rest) || rest.startsWith('ERROR: ')) continue;
     else s.notes.push(rest);
   }
-  return [...steps.values()].filter((s) => !s.name.startsWith('[internal]'));
+  return [...steps.values()];
+}
+
+/** The instruction steps of the plain progress output. */
+export function parsePlain(stderr: string): PlainStep[] {
+  return parsePlainSteps(stderr).filter((s) => !s.name.startsWith('[internal]'));
 }
 
 export interface Built extends RunResult {
