@@ -71,5 +71,5 @@ export function recordBuild(store: Store, b: BuildRecord): void {
         compact(s.result.inputs),
       );
     });
-  })();
+  }).immediate();
 }

@@ -131,7 +131,7 @@ export function prune(store: Store, o: PruneOptions): PruneResult {
       if (r.type === 'regular') delRecord.run(`sha256:${r.id}%`);
       if (r.type === 'exec.cachemount') delMount.run(r.id);
     }
-  })();
+  }).immediate();
   for (const r of removed) if (r.type === 'exec.cachemount') rmSync(cacheMountDir(store, r.id), { recursive: true, force: true });
   collectGarbage(store, freedLayers);
   return { removed, freed };

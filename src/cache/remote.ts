@@ -215,7 +215,7 @@ export async function importCache(store: Store, source: CacheSource, client: Reg
       const top = r.chain[r.chain.length - 1] ?? null;
       records += insRecord.run(r.key, JSON.stringify(r.chain), r.created, store.now(), r.description, top, src).changes;
     }
-  })();
+  }).immediate();
   const seeded: string[] = [];
   const warnings: string[] = [];
   if (opts.mounts !== 'none') {

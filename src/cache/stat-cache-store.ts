@@ -50,7 +50,7 @@ export class PersistentStatCache implements StatCache {
     );
     this.store.db.transaction(() => {
       for (const [p, e] of this.dirty) ins.run(p, e.ino, e.size, e.mtimeMs, e.ctimeMs, e.digest);
-    })();
+    }).immediate();
     this.dirty.clear();
   }
 }

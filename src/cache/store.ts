@@ -45,22 +45,7 @@ export class Store {
   private constructor(root: string) {
     this.root = root;
     for (const d of ['blobs/sha256', 'layers', 'mounts', 'tmp', 'state']) mkdirSync(join(root, d), { recursive: true });
-    this.db = new Database(join(root, 'index.db'), { timeout: 30_000 });
-    this.db.pragma('journal_mode = WAL');
-    this.db.pragma('synchronous = NORMAL');
-    this.db.pragma('foreign_keys = ON');
-    // One write transaction: two processes opening a new or older store at once would otherwise
-    // both see a column missing and the second ALTER fails (`duplicate column name`).
-    this.db
-      .transaction(() => {
-        this.db.exec(SCHEMA);
-        this.db.exec(SCHEMA_STAT_CACHE);
-        for (const [table, column, def] of ADDED_COLUMNS) {
-          const cols = this.db.prepare(`PRAGMA table_info(${table})`).all() as { name: string }[];
-          if (!cols.some((c) => c.name === column)) this.db.exec(`ALTER TABLE ${table} ADD COLUMN ${column} ${def}`);
-        }
-      })
-      .immediate();
+    this.db = openIndex(join(root, 'index.db'));
   }
 
   static open(root = defaultStoreRoot()): Store {
@@ -196,7 +181,7 @@ export class Store {
     const t = this.now();
     this.db.transaction(() => {
       for (const d of diffIds) q.run(t, d);
-    })();
+    }).immediate();
   }
 
   // ---- images ----
@@ -287,4 +272,52 @@ export function staleMounts(dir: string): string[] {
     if (!Number.isFinite(pid) || (pid !== process.pid && !pidAlive(pid))) out.push(mp);
   }
   return out.sort((a, b) => b.length - a.length);
+}
+
+const OPEN_DEADLINE_MS = 30_000;
+
+/**
+ * Opens (creating or upgrading) the index. SQLite answers SQLITE_BUSY at once, without waiting on
+ * the busy timeout, when two processes create a new database together (the switch of a fresh
+ * rollback-journal database to WAL needs an exclusive lock, and SQLite refuses rather than risk a
+ * deadlock); so the whole open is retried until a deadline.
+ */
+function openIndex(file: string): Database.Database {
+  const deadline = Date.now() + OPEN_DEADLINE_MS;
+  for (let attempt = 0; ; attempt++) {
+    let db: Database.Database | undefined;
+    try {
+      db = new Database(file, { timeout: OPEN_DEADLINE_MS });
+      if (String(db.pragma('journal_mode', { simple: true })).toLowerCase() !== 'wal') db.pragma('journal_mode = WAL');
+      db.pragma('synchronous = NORMAL');
+      db.pragma('foreign_keys = ON');
+      // One write transaction: two processes opening a new or older store at once would otherwise
+      // both see a column missing and the second ALTER fails (`duplicate column name`).
+      const conn = db;
+      conn
+        .transaction(() => {
+          conn.exec(SCHEMA);
+          conn.exec(SCHEMA_STAT_CACHE);
+          for (const [table, column, def] of ADDED_COLUMNS) {
+            const cols = conn.prepare(`PRAGMA table_info(${table})`).all() as { name: string }[];
+            if (!cols.some((c) => c.name === column)) conn.exec(`ALTER TABLE ${table} ADD COLUMN ${column} ${def}`);
+          }
+        })
+        .immediate();
+      return conn;
+    } catch (e) {
+      db?.close();
+      if (!isBusy(e) || Date.now() >= deadline) throw e;
+      sleepSync(Math.min(200, 5 * 2 ** attempt) + Math.random() * 10);
+    }
+  }
+}
+
+export function isBusy(e: unknown): boolean {
+  const code = (e as { code?: unknown }).code;
+  return typeof code === 'string' && (code.startsWith('SQLITE_BUSY') || code.startsWith('SQLITE_LOCKED'));
+}
+
+function sleepSync(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 }
