@@ -41,6 +41,8 @@ export interface PreviousBuild {
   /** Builds before it, nearest first, back to the last finished one: a failed build never
    * reached its later steps, so those are compared with the last build that ran them. */
   older?: PreviousBuild[];
+  /** Another machine's build, imported with its exported cache. */
+  imported?: boolean;
 }
 
 const MAX_FAILED_BACK = 5;
@@ -48,7 +50,7 @@ const MAX_FAILED_BACK = 5;
 /** The nearest earlier build of the same Dockerfile, context and target (finished or failed). */
 export function findPreviousBuild(store: Store, q: { dockerfile: string; context: string; target: string; before: string }): PreviousBuild | undefined {
   const rows = store.db
-    .prepare(`SELECT id, status FROM builds WHERE dockerfile=? AND context=? AND target=? AND id<>? AND status<>'running' ORDER BY started DESC LIMIT ?`)
+    .prepare(`SELECT id, status FROM builds WHERE dockerfile=? AND context=? AND target=? AND id<>? AND status NOT IN ('running','imported') ORDER BY started DESC LIMIT ?`)
     .all(q.dockerfile, q.context, q.target, q.before, MAX_FAILED_BACK + 1) as { id: string; status: string }[];
   if (rows.length === 0) return undefined;
   const done = rows.findIndex((r) => r.status === 'done');

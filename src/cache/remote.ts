@@ -12,6 +12,7 @@ import type { RegistryClient } from '../registry/client.js';
 import { parseReference, type ImageReference } from '../registry/reference.js';
 import type { LayerInfo, Store } from './store.js';
 import { hexOf, pidAlive } from './store.js';
+import { importBuilds, mergeBuilds, type ExportedBuild } from './shared-history.js';
 
 export const CACHE_CONFIG_TYPE = 'application/vnd.strata.cache.config.v1+json';
 export const CACHE_ARTIFACT_TYPE = 'application/vnd.strata.cache.v1';
@@ -60,6 +61,8 @@ export interface CacheIndex {
   layers: LayerInfo[];
   mounts: ExportedMount[];
   selections: ExportedSelection[];
+  /** The exported builds' step inputs, so an importer's misses can name what changed. */
+  builds?: ExportedBuild[];
 }
 
 export function sourceText(s: CacheSource): string {
@@ -216,6 +219,7 @@ export async function importCache(store: Store, source: CacheSource, client: Reg
       records += insRecord.run(r.key, JSON.stringify(r.chain), r.created, store.now(), r.description, top, src).changes;
     }
   }).immediate();
+  if (index.builds?.length) importBuilds(store, index.builds, sourceText(source));
   const seeded: string[] = [];
   const warnings: string[] = [];
   if (opts.mounts !== 'none') {
@@ -242,6 +246,7 @@ export interface ExportRequest {
   records: { key: string; chain: LayerInfo[]; created: number; description: string }[];
   mounts: string[];
   selections: { key: string; digest: string; files: Record<string, string> }[];
+  builds?: ExportedBuild[];
   compression: 'gzip' | 'zstd';
   /** Keep the records of this many exports (this one included). */
   keep: number;
@@ -317,6 +322,7 @@ function mergeIndex(old: CacheIndex | undefined, req: ExportRequest, mounts: Exp
     layers: [...layers.values()].filter((l) => used.has(l.diffId)),
     mounts: [...mountMap.values()],
     selections: [...selections.values()],
+    builds: mergeBuilds(old?.builds, req.builds ?? [], exportId, keepIds),
   };
 }
 

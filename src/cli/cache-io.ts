@@ -15,6 +15,7 @@ import { digestOf } from '../graph/digest.js';
 import type { Vertex } from '../graph/ops.js';
 import { chainId } from '../solver/solver.js';
 import { compressChain } from '../cache/variants.js';
+import type { ExportedBuild } from '../cache/shared-history.js';
 
 export interface CacheToSpec {
   dest: CacheSource;
@@ -103,6 +104,8 @@ export interface ExportInput {
   mountIds: string[];
   /** selection_cache keys the exported COPY --from steps used; undefined exports every row. */
   selectionKeys?: string[];
+  /** The builds whose step inputs travel with the cache (to explain an importer's misses). */
+  builds?: ExportedBuild[];
   /** A record whose layer cannot be fetched intact is left out of the export, with a warning. */
   warn?: (message: string) => void;
 }
@@ -177,7 +180,7 @@ export async function runExport(store: Store, client: RegistryClient, materializ
     mounts.push({ id, digest: p.digest, size: p.size, mediaType: p.mediaType, sharing: p.sharing, created: p.created, lastUsed: p.lastUsed });
   }
   const exportId = randomBytes(6).toString('hex');
-  const req = { records, mounts: wanted, selections: selectionsFor(store, input.selectionKeys), compression: spec.compression, keep: spec.keep };
+  const req = { records, mounts: wanted, selections: selectionsFor(store, input.selectionKeys), builds: input.builds, compression: spec.compression, keep: spec.keep };
   if (spec.dest.kind === 'local') {
     const r = await exportToLocal(store, spec.dest.dir, req, mounts, exportId);
     return { records: r.index.records.length, mounts: mounts.length, blobsWritten: r.blobsWritten };

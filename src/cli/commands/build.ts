@@ -22,6 +22,7 @@ import { recordBuild, startBuild } from '../../cache/history.js';
 import { parseDuration } from '../../frontend/duration.js';
 import { formatSize, parseSize } from '../size.js';
 import { findPreviousBuild } from '../../cache/explain.js';
+import { exportedBuild, findImportedBuild } from '../../cache/shared-history.js';
 import { Materializer, BadCacheLayer, dropBadLayer } from '../../solver/materialize.js';
 import { PersistentStatCache } from '../../cache/stat-cache-store.js';
 
@@ -212,13 +213,16 @@ export async function runBuild(pathArg: string, flags: BuildFlags): Promise<stri
     const compression = 'none' as const;
     const ignore = loadIgnore(contextDir, df.path);
     statCache = new PersistentStatCache(store, Object.values(contextDirs));
-    const previous = findPreviousBuild(store, { dockerfile: df.path ?? df.name, context: contextDir, target: plan.target.name, before: buildId });
     let runtime: Promise<Runtime> | undefined;
     if (cacheIo && cacheFrom.length) {
       for (const r of await cacheIo.runImports(store, bases.client, cacheFrom, warn)) {
         info(`imported cache: ${r.records} new records, ${r.layers} layers listed, cache mounts seeded: ${r.mounts.length ? r.mounts.join(', ') : 'none'}`);
       }
     }
+    // A fresh machine has no build of its own: compare with the one that came with an imported cache.
+    const previous =
+      findPreviousBuild(store, { dockerfile: df.path ?? df.name, context: contextDir, target: plan.target.name, before: buildId }) ??
+      findImportedBuild(store, { dockerfile: df.path ?? df.name, context: contextDir, target: plan.target.name });
     const materializer = new Materializer(store, bases.client);
     const makeSolver = () => new Solver({
       store,
@@ -321,6 +325,7 @@ export async function runBuild(pathArg: string, flags: BuildFlags): Promise<stri
         records: stepsToExport.map((s) => ({ key: s.result.key, chain: s.result.chain, description: `${s.vertex.stepLabel} ${s.vertex.instruction}` })),
         mountIds,
         selectionKeys: await cacheIo!.copyFromSelectionKeys(stepsToExport, (v) => solver!.solve(v)),
+        builds: [exportedBuild({ id: buildId, started, dockerfile: df.path ?? df.name, context: contextDir, target: plan.target.name }, [...solver.steps].sort((x, y) => x.vertex.id - y.vertex.id))],
         warn,
       });
       info(`exported cache to ${cacheIo!.describe(spec.dest)}: ${r.records} records, ${r.mounts} cache mount(s)`);

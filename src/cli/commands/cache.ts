@@ -4,6 +4,7 @@ import type { Command } from 'commander';
 import { resolve } from 'node:path';
 import { Store, type LayerInfo } from '../../cache/store.js';
 import { readCacheIndex } from '../../cache/remote.js';
+import { latestBuilds } from '../../cache/shared-history.js';
 import { RegistryClient } from '../../registry/client.js';
 import { Materializer } from '../../solver/materialize.js';
 import { collect } from '../build-options.js';
@@ -32,7 +33,7 @@ export function registerCache(program: Command): void {
           .map((r) => ({ key: r.key, chain: (JSON.parse(r.chain) as string[]).map((d) => store.layer(d)), description: r.description ?? '' }))
           .filter((r): r is { key: string; chain: LayerInfo[]; description: string } => r.chain.every((l) => !!l));
         const mountIds = (store.db.prepare('SELECT id FROM cache_mounts').all() as { id: string }[]).map((m) => m.id);
-        const r = await runExport(store, client, new Materializer(store, client), spec, { records, mountIds, warn: (m) => process.stderr.write(`warning: ${m}\n`) });
+        const r = await runExport(store, client, new Materializer(store, client), spec, { records, mountIds, builds: latestBuilds(store), warn: (m) => process.stderr.write(`warning: ${m}\n`) });
         process.stdout.write(`exported ${r.records} records and ${r.mounts} cache mount(s) to ${describe(spec.dest)}${r.blobsWritten !== undefined ? ` (${r.blobsWritten} new blobs)` : ''}\n`);
       } finally {
         store.close();

@@ -49,7 +49,7 @@ function findBuild(store: Store, id?: string): BuildRow {
         hint: 'give more characters of the id',
       });
     }
-  } else row = store.db.prepare('SELECT * FROM builds ORDER BY started DESC LIMIT 1').get() as BuildRow | undefined;
+  } else row = store.db.prepare("SELECT * FROM builds WHERE status<>'imported' ORDER BY started DESC LIMIT 1").get() as BuildRow | undefined;
   if (!row) {
     throw new StrataError('NO_BUILD', id ? `no build with id ${id}` : 'no build recorded in this store yet', {
       hint: id ? 'list builds with `strata history ls`' : 'run `strata build` first',
@@ -107,11 +107,15 @@ export function registerHistory(program: Command): void {
           process.stdout.write(JSON.stringify(rows.map((b) => buildJson(b, []).build), null, 2) + '\n');
           return;
         }
-        process.stdout.write(`${'ID'.padEnd(18)}${'TIME'.padEnd(26)}${'STATUS'.padEnd(8)}${'CACHED'.padEnd(8)}${'TARGET'.padEnd(14)}DOCKERFILE\n`);
+        // Imported builds (another machine's, from a cache import) have longer ids and statuses.
+        const idW = Math.max(16, ...rows.map((b) => b.id.length)) + 2;
+        const stW = Math.max(6, ...rows.map((b) => statusOf(b).length)) + 2;
+        const tgW = Math.max(12, ...rows.map((b) => b.target.length)) + 2;
+        process.stdout.write(`${'ID'.padEnd(idW)}${'TIME'.padEnd(26)}${'STATUS'.padEnd(stW)}${'CACHED'.padEnd(8)}${'TARGET'.padEnd(tgW)}DOCKERFILE\n`);
         for (const b of rows) {
           const c = counts.get(b.id) as { hits: number | null; total: number };
           process.stdout.write(
-            `${b.id.padEnd(18)}${new Date(b.started).toISOString().padEnd(26)}${statusOf(b).padEnd(8)}${`${c.hits ?? 0}/${c.total}`.padEnd(8)}${b.target.padEnd(14)}${b.dockerfile}\n`,
+            `${b.id.padEnd(idW)}${new Date(b.started).toISOString().padEnd(26)}${statusOf(b).padEnd(stW)}${`${c.hits ?? 0}/${c.total}`.padEnd(8)}${b.target.padEnd(tgW)}${b.dockerfile}\n`,
           );
         }
       } finally {
