@@ -3,6 +3,14 @@
 // index, redirect_dir and metacopy are always off: with them on, the upper dir stops being a
 // self-contained layer (sparse metacopy files, redirected directories, uppers tied to one set of
 // lowers) and the differ would produce wrong layers.
+//
+// Mounts are `volatile` unless asked otherwise: a normal overlay unmount syncs the whole upper
+// filesystem (46–60 ms per step here, against 11–15 ms volatile). The store does not need that
+// sync: after a kill -9 the written pages are still in the page cache, and the store records a layer
+// only after its upper is complete, so its state stays consistent. Only a power loss or kernel crash
+// could lose the unsynced data of a layer already recorded, and that is out of scope for the store
+// (like an un-fsynced write anywhere else in it). A volatile mount leaves WORK/work/incompat/volatile,
+// which makes the kernel refuse the work dir for another mount; mountOverlay removes it first.
 import { spawn } from 'node:child_process';
 import { mkdir, mkdtemp, rm, symlink } from 'node:fs/promises';
 import { dirname, join, relative, resolve } from 'node:path';
@@ -20,6 +28,8 @@ export interface OverlayMount {
   upper: string;
   work: string;
   target: string;
+  /** Sync the upper on unmount (a normal mount). Default false: mounted `volatile`. */
+  durable?: boolean;
 }
 
 interface RunResult {
@@ -48,8 +58,16 @@ function checkPath(what: string, p: string): void {
   }
 }
 
-function options(lowers: string[], upper: string, work: string): string {
-  return `lowerdir=${lowers.join(':')},upperdir=${upper},workdir=${work},${FIXED_OPTIONS}`;
+function options(lowers: string[], upper: string, work: string, volatile: boolean): string {
+  return `lowerdir=${lowers.join(':')},upperdir=${upper},workdir=${work},${FIXED_OPTIONS}${volatile ? ',volatile' : ''}`;
+}
+
+/** Set once a kernel refused `volatile` (before Linux 5.10): mount without it from then on. */
+let volatileUnsupported = false;
+
+/** Where a volatile mount marks its work dir; the kernel refuses to mount with it present. */
+export function volatileMarker(work: string): string {
+  return join(work, 'work', 'incompat');
 }
 
 function commonDir(paths: string[]): string {
@@ -96,22 +114,37 @@ export async function mountOverlay(opts: OverlayMount): Promise<void> {
   checkPath('upper', upper);
   checkPath('work', work);
   for (const l of lowers) checkPath('lower', l);
+  // A work dir that served a volatile mount before: the marker would make this mount fail.
+  await rm(volatileMarker(work), { recursive: true, force: true });
+  const volatile = !opts.durable && !volatileUnsupported;
+  try {
+    await mountWith(opts, lowers, upper, work, target, volatile);
+  } catch (e) {
+    if (!volatile || !(e instanceof StrataError) || e.code !== 'MOUNT_FAILED') throw e;
+    // Kernels before 5.10 do not know the option: if a durable mount works, use those from now on.
+    await mountWith(opts, lowers, upper, work, target, false).catch(() => {
+      throw e;
+    });
+    volatileUnsupported = true;
+  }
+}
 
-  let data = options(lowers, upper, work);
+async function mountWith(opts: OverlayMount, lowers: string[], upper: string, work: string, target: string, volatile: boolean): Promise<void> {
+  let data = options(lowers, upper, work, volatile);
   let cwd: string | undefined;
   let linkDir: string | undefined;
   if (data.length > MAX_OPTIONS) {
     // Relative paths, resolved by the kernel against mount's working directory.
     cwd = commonDir([...lowers, upper, work]);
     const rel = (p: string): string => relative(cwd!, p) || '.';
-    data = options(lowers.map(rel), rel(upper), rel(work));
+    data = options(lowers.map(rel), rel(upper), rel(work), volatile);
     if (data.length > MAX_OPTIONS) {
       // Still too long: one short symlink per lower. The kernel resolves them at mount time,
       // so they can go as soon as mount returns.
       linkDir = await mkdtemp(join(dirname(upper), '.strata-lowers-'));
       await Promise.all(lowers.map((l, i) => symlink(l, join(linkDir!, String(i)))));
       cwd = linkDir;
-      data = options(lowers.map((_, i) => String(i)), upper, work);
+      data = options(lowers.map((_, i) => String(i)), upper, work, volatile);
       if (data.length > MAX_OPTIONS) {
         await rm(linkDir, { recursive: true, force: true });
         throw new StrataError('BAD_MOUNT_PATH', `cannot mount overlay: the upper and work paths are too long (${upper.length + work.length} bytes)`, {
