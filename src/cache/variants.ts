@@ -2,7 +2,7 @@
 // compressed only when an output or a cache export needs a compressed blob, once per algorithm.
 import { rm } from 'node:fs/promises';
 import type { LayerInfo, Store } from './store.js';
-import { compressLayer } from '../snapshot/diff.js';
+import { compressLayer } from '../snapshot/compress.js';
 
 export type Compression = 'gzip' | 'zstd';
 
@@ -25,7 +25,7 @@ export function compressedVariant(store: Store, layer: LayerInfo, compression: C
     p = (async () => {
       const tmp = store.tmpPath('compress');
       try {
-        const r = await compressLayer(store.blobPath(layer.digest), { out: tmp, compression });
+        const r = await compressLayer(store.blobPath(layer.digest), { out: tmp, compression, diffId: layer.diffId });
         await store.adoptBlob(tmp, r.digest, r.mediaType);
         store.db
           .prepare('INSERT OR REPLACE INTO layer_variants(diff_id,compression,digest,size,media_type) VALUES (?,?,?,?,?)')
