@@ -11,7 +11,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import zlib from 'node:zlib';
 import { StrataError } from '../errors.js';
-import { END_OF_ARCHIVE, encodeHeader, padding, type TarHeader } from './tar-format.js';
+import { BLOCK, END_OF_ARCHIVE, encodeHeader, padding, writeHeader, type TarHeader } from './tar-format.js';
 import { OPAQUE_MARKER, WHITEOUT_PREFIX, normalizeMemberPath } from './overlay-rewrite.js';
 import { hostPath, lookupInLowers, readXattrs, walkTree, type FsNode } from './fs-walk.js';
 import { hashing, sha256, throughProcess, throughTransform } from './streams.js';
@@ -56,14 +56,28 @@ export const MEDIA_TYPES: Record<LayerCompression, string> = {
 
 const ALWAYS_STUBS = ['/proc', '/dev', '/sys'];
 
-function index(root: FsNode): Map<string, FsNode> {
-  const all = new Map<string, FsNode>();
-  const visit = (n: FsNode): void => {
-    all.set(n.path, n);
-    for (const c of n.children) visit(c);
-  };
-  visit(root);
-  return all;
+/** The node at `path` (children are sorted by name, so each level is a binary search). */
+function findNode(root: FsNode, path: string): FsNode | undefined {
+  if (path === '') return root;
+  let n: FsNode | undefined = root;
+  for (const part of path.split('/')) {
+    const c: FsNode[] = n.children;
+    let lo = 0;
+    let hi = c.length - 1;
+    n = undefined;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      const name = c[mid]!.name;
+      if (name === part) {
+        n = c[mid];
+        break;
+      }
+      if (name < part) lo = mid + 1;
+      else hi = mid - 1;
+    }
+    if (!n) return undefined;
+  }
+  return n;
 }
 
 function parentPath(p: string): string {
@@ -84,24 +98,22 @@ function sameXattrs(a: Map<string, Buffer>, b: Map<string, Buffer>): boolean {
  * owner and xattrs as below: the copy-up happened because the stub was created in them).
  */
 function dropStubs(root: FsNode, lowers: string[], stubs: string[]): string[] {
-  const nodes = index(root);
   const dropped: string[] = [];
   const remove = (n: FsNode): void => {
-    const parent = nodes.get(parentPath(n.path))!;
+    const parent = findNode(root, parentPath(n.path))!;
     parent.children = parent.children.filter((c) => c !== n);
-    nodes.delete(n.path);
     dropped.push(n.path);
   };
   const candidates = [...new Set(stubs.map((s) => normalizeMemberPath(Buffer.from(s, 'utf8').toString('latin1'))))]
     .filter((p): p is string => p !== null && p !== '')
     .sort((a, b) => b.split('/').length - a.split('/').length || (a < b ? -1 : a > b ? 1 : 0));
   for (const stub of candidates) {
-    const n = nodes.get(stub);
+    const n = findNode(root, stub);
     if (!n || n.kind !== 'dir' || n.opaque || n.children.length > 0) continue;
     if (lookupInLowers(lowers, stub)) continue;
     remove(n);
     for (let p = parentPath(stub); p !== ''; p = parentPath(p)) {
-      const up = nodes.get(p);
+      const up = findNode(root, p);
       if (!up || up.kind !== 'dir' || up.opaque || up.children.length > 0) break;
       const below = lookupInLowers(lowers, p);
       if (below) {
@@ -215,17 +227,22 @@ function changed(name: string): StrataError {
   });
 }
 
-/** Reads exactly `size` bytes of a file into `buf` at `offset`, synchronously (small files). */
+/**
+ * Reads exactly `size` bytes of a file into `buf` at `offset`, synchronously (small files). It asks
+ * for one byte more than expected so that a single read also shows the file did not grow; `buf`
+ * must have room for it (the byte lands where padding or the next header goes).
+ */
 function readSmall(path: Buffer, size: number, buf: Buffer, offset: number, name: string): void {
   const fd = openSync(path, fsc.O_RDONLY | fsc.O_NOFOLLOW);
   try {
     let done = 0;
-    while (done < size) {
-      const n = readSync(fd, buf, offset + done, size - done, done);
+    for (;;) {
+      const n = readSync(fd, buf, offset + done, size + 1 - done, done);
       if (n === 0) break;
       done += n;
+      if (done > size) throw changed(name);
     }
-    if (done !== size || readSync(fd, Buffer.alloc(1), 0, 1, size) !== 0) throw changed(name);
+    if (done !== size) throw changed(name);
   } finally {
     closeSync(fd);
   }
@@ -256,19 +273,28 @@ async function* readLarge(path: Buffer, size: number, name: string): AsyncGenera
 async function* tarStream(entries: Planned[]): AsyncGenerator<Buffer> {
   let buf = Buffer.allocUnsafe(CHUNK);
   let used = 0;
-  const room = (n: number): boolean => used + n <= buf.length;
   for (const { header, source } of entries) {
-    const head = encodeHeader(header);
     const body = source ? header.size + padding(header.size) : 0;
-    if (!room(head.length + (body <= CHUNK / 2 ? body : 0))) {
+    // room for a plain header, the body of a small file and readSmall's extra byte
+    if (used + BLOCK + (body <= CHUNK / 2 ? body + 1 : 0) > buf.length) {
       if (used > 0) yield buf.subarray(0, used);
       buf = Buffer.allocUnsafe(CHUNK);
       used = 0;
     }
-    head.copy(buf, used);
-    used += head.length;
+    const written = writeHeader(header, buf, used);
+    if (written > 0) used += written;
+    else {
+      const head = encodeHeader(header);
+      if (used + head.length + (body <= CHUNK / 2 ? body + 1 : 0) > buf.length) {
+        if (used > 0) yield buf.subarray(0, used);
+        buf = Buffer.allocUnsafe(Math.max(CHUNK, head.length));
+        used = 0;
+      }
+      head.copy(buf, used);
+      used += head.length;
+    }
     if (!source || header.size === 0) continue;
-    if (body <= buf.length - used) {
+    if (body < buf.length - used) {
       readSmall(source, header.size, buf, used, header.name);
       used += header.size;
       buf.fill(0, used, used + padding(header.size));
@@ -332,16 +358,24 @@ export async function diffToLayer(upper: string, opts: DiffOptions): Promise<Dif
   const dropped = dropStubs(root, opts.lowers, [...ALWAYS_STUBS, ...(opts.dropEmptyMountpoints ?? [])]);
   const entries = plan(root, upper, opts.sourceDateEpoch);
 
-  const diffHash = sha256();
-  const rawCount = { bytes: 0 };
-  const blob = await writeBlob(hashing(tarStream(entries), diffHash, rawCount), opts);
+  let diffId: string;
+  let blob: BlobInfo;
+  if (opts.compression === 'none') {
+    // the blob is the tar: one hash gives both digests
+    blob = await writeBlob(tarStream(entries), opts);
+    diffId = blob.digest;
+  } else {
+    const diffHash = sha256();
+    blob = await writeBlob(hashing(tarStream(entries), diffHash, { bytes: 0 }), opts);
+    diffId = `sha256:${diffHash.digest('hex')}`;
+  }
   const droppedPaths = dropped.map((p) => `/${Buffer.from(p, 'latin1').toString('utf8')}`);
   if (opts.pruneUpper) {
     // deepest first: dropStubs records children before their parents
     for (const p of dropped) await rmdir(hostPath(upper, p));
   }
   return {
-    diffId: `sha256:${diffHash.digest('hex')}`,
+    diffId,
     ...blob,
     empty: entries.length === 0,
     dropped: droppedPaths,

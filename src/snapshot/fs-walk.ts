@@ -66,55 +66,87 @@ function errCode(e: unknown): string | undefined {
 
 /** xattrs of a file or dir (never of a symlink: the calls would follow it). */
 export function readXattrs(p: Buffer): XattrInfo {
-  return withStringPath(p, (path) => {
-    const xattrs = new Map<string, Buffer>();
-    let opaque = false;
-    let names: string[];
-    try {
-      names = listAttributesSync(path);
-    } catch (e) {
-      if (errCode(e) === 'ENOTSUP') return { xattrs, opaque };
-      throw e;
-    }
-    for (const name of names.sort()) {
-      if (isOverlayXattr(name)) {
-        const short = name.slice(name.indexOf('.overlay.') + '.overlay.'.length);
-        if (name === OPAQUE_XATTR || short === 'opaque') opaque = getAttributeSync(path, name).toString('latin1') === 'y';
-        else if (short === 'redirect' || short === 'metacopy') {
-          throw new StrataError('OVERLAY_FEATURE', `${path} carries ${name}: this upper was written with redirect_dir or metacopy on, so it is not a complete layer`, {
-            hint: 'Mount build overlays with redirect_dir=off,metacopy=off (mountOverlay does).',
-          });
-        }
-        continue;
-      }
-      try {
-        xattrs.set(name, getAttributeSync(path, name));
-      } catch (e) {
-        if (errCode(e) !== 'ENODATA') throw e;
-      }
-    }
-    return { xattrs, opaque };
-  });
+  return withStringPath(p, xattrsAt);
 }
 
-function node(root: string, rel: string, name: string, st: Stats): FsNode {
-  const kind = kindOf(st);
-  const p = hostPath(root, rel);
-  let xattrs = new Map<string, Buffer>();
+/** Shared by every walked entry without xattrs; nothing may modify it. */
+const NO_XATTRS: XattrInfo = { xattrs: new Map<string, Buffer>(), opaque: false };
+
+/** readXattrs for a path already known as a string. */
+function xattrsAt(path: string): XattrInfo {
+  const xattrs = new Map<string, Buffer>();
   let opaque = false;
-  let linkname = '';
-  if (kind === 'symlink') linkname = readlinkSync(p, { encoding: 'buffer' }).toString('latin1');
-  else if (kind !== 'whiteout' && kind !== 'socket') ({ xattrs, opaque } = readXattrs(p));
-  return { path: rel, name, kind, st, xattrs, opaque: kind === 'dir' && opaque, linkname, children: [] };
+  let names: string[];
+  try {
+    names = listAttributesSync(path);
+  } catch (e) {
+    if (errCode(e) === 'ENOTSUP') return { xattrs, opaque };
+    throw e;
+  }
+  for (const name of names.sort()) {
+    if (isOverlayXattr(name)) {
+      const short = name.slice(name.indexOf('.overlay.') + '.overlay.'.length);
+      if (name === OPAQUE_XATTR || short === 'opaque') opaque = getAttributeSync(path, name).toString('latin1') === 'y';
+      else if (short === 'redirect' || short === 'metacopy') {
+        throw new StrataError('OVERLAY_FEATURE', `${path} carries ${name}: this upper was written with redirect_dir or metacopy on, so it is not a complete layer`, {
+          hint: 'Mount build overlays with redirect_dir=off,metacopy=off (mountOverlay does).',
+        });
+      }
+      continue;
+    }
+    try {
+      xattrs.set(name, getAttributeSync(path, name));
+    } catch (e) {
+      if (errCode(e) !== 'ENODATA') throw e;
+    }
+  }
+  return { xattrs, opaque };
 }
 
-function fillChildren(root: string, dir: FsNode): void {
-  const names = readdirSync(hostPath(root, dir.path), { encoding: 'buffer' }).map((b) => b.toString('latin1'));
-  names.sort();
-  dir.children = names.map((name) => {
-    const rel = dir.path === '' ? name : `${dir.path}/${name}`;
-    return node(root, rel, name, lstatSync(hostPath(root, rel)));
+function isAscii(b: Buffer): boolean {
+  for (let i = 0; i < b.length; i++) if (b[i]! >= 0x80) return false;
+  return true;
+}
+
+const SLASH = Buffer.from('/');
+
+interface PendingDir {
+  node: FsNode;
+  /** host path as bytes */
+  host: Buffer;
+  /** the same as a string, when it is valid UTF-8 (then fs-xattr can take it directly) */
+  str: string | undefined;
+}
+
+/**
+ * Fills in one directory's children and returns its subdirectories to visit. One path buffer per
+ * child serves lstat, readlink and the xattr calls; children with ASCII names get their string path
+ * by concatenation instead of a round trip through withStringPath. This runs for every entry of
+ * every layer a step makes, so it avoids per-entry allocations it can.
+ */
+function fillChildren(dir: PendingDir): PendingDir[] {
+  const names = readdirSync(dir.host, { encoding: 'buffer' });
+  const entries = names.map((b) => ({ b, name: b.toString('latin1') }));
+  entries.sort((x, y) => (x.name < y.name ? -1 : x.name > y.name ? 1 : 0));
+  const subdirs: PendingDir[] = [];
+  const prefix = dir.node.path === '' ? '' : `${dir.node.path}/`;
+  dir.node.children = entries.map(({ b, name }) => {
+    const host = Buffer.concat([dir.host, SLASH, b]);
+    const str = dir.str !== undefined && isAscii(b) ? `${dir.str}/${name}` : undefined;
+    const st = lstatSync(host);
+    const kind = kindOf(st);
+    let x = NO_XATTRS;
+    let linkname = '';
+    if (kind === 'symlink') linkname = readlinkSync(host, { encoding: 'buffer' }).toString('latin1');
+    else if (kind !== 'whiteout' && kind !== 'socket') {
+      x = str !== undefined ? xattrsAt(str) : readXattrs(host);
+      if (x.xattrs.size === 0 && !x.opaque) x = NO_XATTRS;
+    }
+    const child: FsNode = { path: prefix + name, name, kind, st, xattrs: x.xattrs, opaque: kind === 'dir' && x.opaque, linkname, children: [] };
+    if (kind === 'dir') subdirs.push({ node: child, host, str });
+    return child;
   });
+  return subdirs;
 }
 
 const SLICE_MS = 20;
@@ -127,12 +159,10 @@ export async function walkTree(root: string): Promise<FsNode> {
   const st = lstatSync(root);
   if (!st.isDirectory()) throw new StrataError('NOT_A_DIRECTORY', `${root} is not a directory`);
   const top: FsNode = { path: '', name: '', kind: 'dir', st, xattrs: new Map(), opaque: false, linkname: '', children: [] };
-  const pending: FsNode[] = [top];
+  const pending: PendingDir[] = [{ node: top, host: Buffer.from(root), str: root }];
   let slice = Date.now();
   while (pending.length > 0) {
-    const dir = pending.pop()!;
-    fillChildren(root, dir);
-    for (const child of dir.children) if (child.kind === 'dir') pending.push(child);
+    pending.push(...fillChildren(pending.pop()!));
     if (Date.now() - slice > SLICE_MS) {
       await new Promise((r) => setImmediate(r));
       slice = Date.now();

@@ -167,8 +167,21 @@ function octal(value: number, digits: number): string | null {
 }
 
 function writeOctal(block: Buffer, off: number, len: number, value: number): void {
-  // `len - 1` digits and a NUL, as Go's archive/tar does
-  writeString(block, off, len, octal(value, len - 1) ?? '0'.repeat(len - 1));
+  // `len - 1` digits and a NUL, as Go's archive/tar does; zeros when the value does not fit.
+  // Digit by digit into the block: this runs several times for every entry of every layer.
+  const digits = len - 1;
+  let v = Number.isInteger(value) && value >= 0 && value < 8 ** digits ? value : 0;
+  let i = digits - 1;
+  for (; i >= 0 && v > 0x7fffffff; i--) {
+    const d = v % 8;
+    block[off + i] = 0x30 + d;
+    v = (v - d) / 8;
+  }
+  for (; i >= 0; i--) {
+    block[off + i] = 0x30 + (v & 7);
+    v >>>= 3;
+  }
+  block[off + digits] = 0;
 }
 
 function splitUstarName(name: string): { prefix: string; name: string } | null {
@@ -181,7 +194,7 @@ function splitUstarName(name: string): { prefix: string; name: string } | null {
   return null;
 }
 
-function headerBlock(h: {
+interface HeaderFields {
   name: string;
   prefix: string;
   typeflag: string;
@@ -193,24 +206,33 @@ function headerBlock(h: {
   linkname: string;
   devmajor: number;
   devminor: number;
-}): Buffer {
-  const block = Buffer.alloc(BLOCK);
-  writeString(block, 0, 100, h.name);
-  writeOctal(block, 100, 8, h.mode);
-  writeOctal(block, 108, 8, h.uid);
-  writeOctal(block, 116, 8, h.gid);
-  writeOctal(block, 124, 12, h.size);
-  writeOctal(block, 136, 12, h.mtime);
-  block.fill(0x20, 148, 156);
-  writeString(block, 156, 1, h.typeflag);
-  writeString(block, 157, 100, h.linkname);
-  USTAR_MAGIC.copy(block, 257);
-  writeOctal(block, 329, 8, h.devmajor);
-  writeOctal(block, 337, 8, h.devminor);
-  writeString(block, 345, 155, h.prefix);
+}
+
+/** Writes one 512-byte header block at `off` of `block` (the range need not be zeroed). */
+function fillHeader(block: Buffer, off: number, h: HeaderFields): void {
+  block.fill(0, off, off + BLOCK);
+  if (h.name !== '') writeString(block, off, 100, h.name);
+  writeOctal(block, off + 100, 8, h.mode);
+  writeOctal(block, off + 108, 8, h.uid);
+  writeOctal(block, off + 116, 8, h.gid);
+  writeOctal(block, off + 124, 12, h.size);
+  writeOctal(block, off + 136, 12, h.mtime);
+  block.fill(0x20, off + 148, off + 156);
+  block[off + 156] = h.typeflag.charCodeAt(0);
+  if (h.linkname !== '') writeString(block, off + 157, 100, h.linkname);
+  USTAR_MAGIC.copy(block, off + 257);
+  writeOctal(block, off + 329, 8, h.devmajor);
+  writeOctal(block, off + 337, 8, h.devminor);
+  if (h.prefix !== '') writeString(block, off + 345, 155, h.prefix);
   let sum = 0;
-  for (let i = 0; i < BLOCK; i++) sum += block[i]!;
-  writeString(block, 148, 8, `${sum.toString(8).padStart(6, '0')}\0 `);
+  for (let i = off; i < off + BLOCK; i++) sum += block[i]!;
+  writeOctal(block, off + 148, 7, sum);
+  block[off + 155] = 0x20;
+}
+
+function headerBlock(h: HeaderFields): Buffer {
+  const block = Buffer.allocUnsafe(BLOCK);
+  fillHeader(block, 0, h);
   return block;
 }
 
@@ -299,6 +321,42 @@ export function encodeHeader(h: TarHeader): Buffer {
     devminor: 0,
   });
   return Buffer.concat([paxHeader, records, Buffer.alloc(padding(records.length)), main]);
+}
+
+const MAX_OCTAL_7 = 8 ** 7;
+const MAX_OCTAL_11 = 8 ** 11;
+
+/**
+ * encodeHeader's bytes written straight into `buf` at `off` when they are one plain ustar block
+ * (no pax records: short names and link targets, no xattrs, whole-second times, ids and size in
+ * range), which is most entries of most layers. Returns the bytes written (512), or 0 when the
+ * entry needs pax records; then nothing was written and encodeHeader must be used. The caller
+ * leaves room for 512 bytes.
+ */
+export function writeHeader(h: TarHeader, buf: Buffer, off: number): number {
+  if (h.xattrs.size > 0) return 0;
+  const size = h.type === 'file' ? h.size : 0;
+  if (!Number.isInteger(h.mtime) || h.mtime < 0 || h.mtime >= MAX_OCTAL_11) return 0;
+  if (!(h.uid >= 0 && h.uid < MAX_OCTAL_7 && Number.isInteger(h.uid)) || !(h.gid >= 0 && h.gid < MAX_OCTAL_7 && Number.isInteger(h.gid))) return 0;
+  if (!(size >= 0 && size < MAX_OCTAL_11 && Number.isInteger(size))) return 0;
+  if (h.linkname.length > 100) return 0;
+  const fullName = h.type === 'dir' && !h.name.endsWith('/') ? `${h.name}/` : h.name;
+  const split = splitUstarName(fullName);
+  if (!split) return 0;
+  fillHeader(buf, off, {
+    name: split.name,
+    prefix: split.prefix,
+    typeflag: FLAG[h.type],
+    mode: h.mode & 0o7777,
+    uid: h.uid,
+    gid: h.gid,
+    size,
+    mtime: h.mtime,
+    linkname: h.linkname,
+    devmajor: h.devmajor,
+    devminor: h.devminor,
+  });
+  return BLOCK;
 }
 
 /** Two zero blocks end an archive. */
