@@ -5,6 +5,7 @@ import { Readable } from 'node:stream';
 import { StrataError } from '../errors.js';
 import type { RegistryClient } from '../registry/client.js';
 import { formatReference, type ImageReference } from '../registry/reference.js';
+import { BLOB_TRANSFERS, forEachLimit } from '../registry/parallel.js';
 import { isExportIndex, planExport, type ExportTarget } from './image-data.js';
 import { declaredMediaType } from './types.js';
 
@@ -13,14 +14,6 @@ export interface PushResult {
   digest: string;
   /** Every reference pushed, as `registry/repo:tag@digest`. */
   pushed: string[];
-}
-
-async function inParallel<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  const workers = Array.from({ length: Math.min(limit, items.length) }, async () => {
-    while (next < items.length) await fn(items[next++]!);
-  });
-  await Promise.all(workers);
 }
 
 function bufferStream(buf: Buffer): Readable {
@@ -41,7 +34,7 @@ export async function pushImage(client: RegistryClient, image: ExportTarget, ref
   const done: ImageReference[] = [];
   for (const repo of repos.values()) {
     const mountFrom = done.find((p) => p.registry === repo.registry);
-    await inParallel(blobs, 3, async (b) => {
+    await forEachLimit(blobs, BLOB_TRANSFERS, async (b) => {
       const source = b.file !== undefined ? b.file : () => bufferStream(b.bytes!);
       await client.pushBlob(repo, b.digest, b.size, source, mountFrom ? { mountFrom } : {});
     });

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { StrataError } from '../errors.js';
 import { DOCKER_HUB } from './reference.js';
+import { httpRequest, type HttpResponse } from './http.js';
 
 export interface Credentials {
   username?: string;
@@ -176,7 +177,6 @@ function covers(have: Map<string, Set<string>>, want: Map<string, Set<string>>):
 export interface AuthOptions {
   configPath?: string;
   userAgent: string;
-  fetchImpl?: typeof fetch;
 }
 
 /**
@@ -252,20 +252,19 @@ export class Authenticator {
         hint: 'the registry is misconfigured; check its auth settings',
       });
     }
-    const doFetch = this.opts.fetchImpl ?? fetch;
     const service = challenge.params.service;
     const allScopes = scopes.length > 0 ? scopes : (challenge.params.scope ? [challenge.params.scope] : []);
-    let res: Response;
+    let res: HttpResponse;
     try {
       if (creds?.identityToken) {
         // OAuth2 refresh-token grant, as `docker login` with an identity token does.
         const body = new URLSearchParams({ grant_type: 'refresh_token', refresh_token: creds.identityToken, client_id: 'strata' });
         if (service) body.set('service', service);
         if (allScopes.length) body.set('scope', allScopes.join(' '));
-        res = await doFetch(realm, {
+        res = await httpRequest(realm, {
           method: 'POST',
           headers: { 'Content-Type': 'application/x-www-form-urlencoded', 'User-Agent': this.opts.userAgent },
-          body,
+          body: Buffer.from(body.toString()),
         });
       } else {
         const url = new URL(realm);
@@ -273,13 +272,14 @@ export class Authenticator {
         for (const s of allScopes) url.searchParams.append('scope', s);
         const headers: Record<string, string> = { 'User-Agent': this.opts.userAgent };
         if (creds && (creds.username !== undefined || creds.password !== undefined)) headers.Authorization = basicHeader(creds);
-        res = await doFetch(url, { headers });
+        res = await httpRequest(url.toString(), { headers });
       }
     } catch (e) {
       throw new StrataError('REGISTRY_UNREACHABLE', `cannot reach the token service ${realm} of registry ${registry}: ${describeFetchError(e)}`, {
         hint: 'check the network and that the registry auth service is up', cause: e,
       });
     }
+    if (!res.ok) await res.discard();
     if (res.status === 401 || res.status === 403) {
       throw new StrataError('REGISTRY_UNAUTHORIZED', `registry ${registry} refused the credentials for ${allScopes.join(' ') || 'access'} (token service answered ${res.status})`, {
         hint: creds ? `log in again with \`docker login ${registry}\` (credentials from ${this.opts.configPath ?? defaultDockerConfigPath()})` : `log in with \`docker login ${registry}\``,
@@ -290,7 +290,14 @@ export class Authenticator {
         hint: 'retry later; if it persists the registry auth service is failing',
       });
     }
-    const body = (await res.json()) as { token?: string; access_token?: string; expires_in?: number; issued_at?: string };
+    let body: { token?: string; access_token?: string; expires_in?: number; issued_at?: string };
+    try {
+      body = await res.json<typeof body>(1024 * 1024);
+    } catch (e) {
+      throw new StrataError('REGISTRY_AUTH', `token service ${realm} of registry ${registry} sent an unreadable answer: ${describeFetchError(e)}`, {
+        hint: 'the registry auth service is misbehaving; retry later',
+      });
+    }
     const token = body.token ?? body.access_token;
     if (!token) {
       throw new StrataError('REGISTRY_AUTH', `token service ${realm} of registry ${registry} returned no token`, {
@@ -303,7 +310,7 @@ export class Authenticator {
   }
 }
 
-/** `ECONNREFUSED`, `ENOTFOUND`... from a failed fetch, else its message. */
+/** `ECONNREFUSED`, `ENOTFOUND`... from a failed request (HttpTransportError or fetch), else its message. */
 export function describeFetchError(e: unknown): string {
   const err = e as { cause?: { code?: string; message?: string }; message?: string };
   const cause = err.cause;

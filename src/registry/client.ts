@@ -1,4 +1,4 @@
-// The OCI distribution client: manifests and blobs over HTTP(S) with Node's fetch. Every byte that
+// The OCI distribution client: manifests and blobs over HTTP(S) (node:http, ./http.ts). Every byte that
 // comes back is checked against the digest it was asked for before anyone else sees it; pushes are
 // monolithic (POST an upload, PUT it with ?digest=), skipped when the blob exists, mounted across
 // repositories of the same registry when the caller knows where the blob already lives.
@@ -7,11 +7,11 @@ import { mkdir, rename, unlink } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { Readable, Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { StrataError } from '../errors.js';
 import { Authenticator, describeFetchError } from './auth.js';
+import { BodyTooLarge, HttpTransportError, httpRequest, type HttpResponse } from './http.js';
 import { digestAlgorithm, digestOf, hasherFor } from './digest.js';
 import {
   MANIFEST_ACCEPT, MediaTypes, isIndexMediaType, isManifestMediaType, type Index,
@@ -78,17 +78,25 @@ function pushScope(ref: ImageReference): string {
 /** Connection failures worth one more try; refused connections and DNS failures are not. */
 function isTransient(e: unknown): boolean {
   const code = (e as { cause?: { code?: string } }).cause?.code ?? '';
-  return ['ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'UND_ERR_SOCKET', 'UND_ERR_CONNECT_TIMEOUT', 'EAI_AGAIN'].includes(code);
+  return ['ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EAI_AGAIN'].includes(code);
 }
 
-function contentType(res: Response): string | undefined {
-  const ct = res.headers.get('content-type');
+/**
+ * A keep-alive connection the server closed just as we reused it: nothing of the request was
+ * processed, so even an upload can be sent again.
+ */
+function isStaleConnection(e: unknown): boolean {
+  return e instanceof HttpTransportError && e.reusedSocket && ['ECONNRESET', 'EPIPE'].includes(e.cause.code ?? '');
+}
+
+function contentType(res: HttpResponse): string | undefined {
+  const ct = res.header('content-type');
   return ct ? ct.split(';')[0]!.trim() : undefined;
 }
 
-async function registryErrorText(res: Response): Promise<string> {
+async function registryErrorText(res: HttpResponse): Promise<string> {
   try {
-    const text = await res.text();
+    const text = await res.text(1024 * 1024);
     const body = JSON.parse(text) as { errors?: Array<{ code?: string; message?: string; detail?: unknown }> };
     const e = body.errors?.[0];
     if (e) return [e.code, e.message].filter(Boolean).join(': ');
@@ -178,17 +186,20 @@ export class RegistryClient {
       what: `fetching the manifest of ${formatReference(ref)}`,
     });
     if (res.status === 404) {
-      await res.body?.cancel();
+      await res.discard();
       throw this.notFound(ref);
     }
     await this.expectOk(res, ref, `fetching the manifest of ${formatReference(ref)}`);
-    const bytes = Buffer.from(await res.arrayBuffer());
-    if (bytes.length > MAX_MANIFEST_BYTES) {
-      throw new StrataError('UNSUPPORTED_MANIFEST', `the manifest of ${formatReference(ref)} is ${bytes.length} bytes, more than a manifest can sensibly be`, {
+    let bytes: Buffer;
+    try {
+      bytes = await res.buffer(MAX_MANIFEST_BYTES);
+    } catch (e) {
+      if (!(e instanceof BodyTooLarge)) throw this.unreachable(ref, res.url, `fetching the manifest of ${formatReference(ref)}`, e);
+      throw new StrataError('UNSUPPORTED_MANIFEST', `the manifest of ${formatReference(ref)} is more than ${MAX_MANIFEST_BYTES} bytes, more than a manifest can sensibly be`, {
         hint: 'the registry returned something that is not a manifest',
       });
     }
-    const header = res.headers.get('docker-content-digest') ?? undefined;
+    const header = res.header('docker-content-digest');
     const expected = ref.digest ?? (header && validateDigest(header) === undefined ? header : undefined);
     const digest = expected ? digestOf(expected, bytes) : digestOf('sha256:', bytes);
     if (expected && digest !== expected) {
@@ -213,9 +224,10 @@ export class RegistryClient {
       scopes: [pullScope(ref)],
       what: `checking ${formatReference(ref)}`,
     });
+    await res.discard();
     if (res.status === 404) return undefined;
     await this.expectOk(res, ref, `checking ${formatReference(ref)}`);
-    const header = res.headers.get('docker-content-digest');
+    const header = res.header('docker-content-digest');
     if (header && validateDigest(header) === undefined) {
       if (ref.digest && header !== ref.digest) throw this.mismatch(ref, 'manifest', ref.digest, header);
       return header;
@@ -249,8 +261,8 @@ export class RegistryClient {
       what,
     });
     await this.expectOk(res, repo, what);
-    await res.body?.cancel();
-    const header = res.headers.get('docker-content-digest');
+    await res.discard();
+    const header = res.header('docker-content-digest');
     if (header && validateDigest(header) === undefined && digestAlgorithm(header) === digestAlgorithm(digest) && header !== digest) {
       throw new StrataError('DIGEST_MISMATCH', `registry ${repo.registry} stored the manifest for ${repo.repository} as ${header}, but its bytes hash to ${digest}`, {
         hint: 'the registry rewrote the manifest; it may not support this manifest media type',
@@ -266,13 +278,13 @@ export class RegistryClient {
     for (let page = 0; path && page < 1000; page++) {
       const res = await this.request(repo, { path, scopes: [pullScope(repo)], what: `listing the tags of ${repo.registry}/${repo.repository}` });
       if (res.status === 404) {
-        await res.body?.cancel();
+        await res.discard();
         return [];
       }
       await this.expectOk(res, repo, `listing the tags of ${repo.registry}/${repo.repository}`);
-      const body = (await res.json()) as { tags?: string[] | null };
+      const body = await res.json<{ tags?: string[] | null }>();
       tags.push(...(body.tags ?? []));
-      const link = res.headers.get('link');
+      const link = res.header('link');
       const m = link ? /<([^>]+)>;\s*rel="?next"?/.exec(link) : null;
       path = m ? m[1] : undefined;
     }
@@ -292,7 +304,7 @@ export class RegistryClient {
     const tmp = `${destFile}.${process.pid}-${randomBytes(4).toString('hex')}.tmp`;
     const source = await this.openVerified(repo, digest);
     try {
-      await pipeline(source, createWriteStream(tmp, { flags: 'wx' }));
+      await pipeline(source, createWriteStream(tmp, { flags: 'wx', highWaterMark: 1 << 20 }));
       await rename(tmp, destFile);
     } catch (e) {
       source.destroy();
@@ -315,15 +327,14 @@ export class RegistryClient {
     const what = `fetching blob ${digest} from ${repo.registry}/${repo.repository}`;
     const res = await this.request(repo, { path: `/v2/${repo.repository}/blobs/${digest}`, scopes: [pullScope(repo)], what });
     if (res.status === 404) {
-      await res.body?.cancel();
+      await res.discard();
       throw new StrataError('BLOB_NOT_FOUND', `blob ${digest} not found in ${repo.registry}/${repo.repository}`, {
         hint: 'the image refers to a layer the registry no longer has; re-push the image or pull another tag',
       });
     }
     await this.expectOk(res, repo, what);
-    if (!res.body) throw new StrataError('REGISTRY_ERROR', `${what}: the registry sent no body`, { hint: 'retry; the registry is misbehaving' });
     const verifier = new VerifyingStream(digest, (actual) => this.mismatch(repo, 'blob', digest, actual));
-    const body = Readable.fromWeb(res.body as unknown as WebReadableStream<Uint8Array>);
+    const body = res.body;
     body.on('error', (e) => verifier.destroy(new StrataError('REGISTRY_UNREACHABLE', `${what}: the connection failed mid-transfer: ${describeFetchError(e)}`, {
       hint: 'retry the build; the network or the registry dropped the transfer', cause: e,
     })));
@@ -358,6 +369,7 @@ export class RegistryClient {
     this.checkDigest(digest);
     const what = `checking blob ${digest} in ${repo.registry}/${repo.repository}`;
     const res = await this.request(repo, { method: 'HEAD', path: `/v2/${repo.repository}/blobs/${digest}`, scopes, what });
+    await res.discard();
     if (res.status === 404) return false;
     await this.expectOk(res, repo, what);
     return true;
@@ -380,18 +392,18 @@ export class RegistryClient {
     }
     const started = await this.request(repo, { method: 'POST', path, headers: { 'Content-Length': '0' }, body: () => Buffer.alloc(0), scopes, what });
     if (started.status === 201 && from) {
-      await started.body?.cancel();
+      await started.discard();
       return 'mounted';
     }
     if (started.status !== 202) await this.expectOk(started, repo, what);
-    await started.body?.cancel();
-    const location = started.headers.get('location');
+    await started.discard();
+    const location = started.header('location');
     if (!location) {
       throw new StrataError('REGISTRY_ERROR', `${what}: the registry started an upload but sent no Location`, { hint: 'the registry is misbehaving; retry' });
     }
     const url = new URL(location, registryBaseUrl(repo.registry, this.insecure) + '/');
     url.searchParams.set('digest', digest);
-    const open = typeof source === 'string' ? () => createReadStream(source) : source;
+    const open = typeof source === 'string' ? () => createReadStream(source, { highWaterMark: 1 << 20 }) : source;
     const res = await this.request(repo, {
       method: 'PUT',
       url: url.toString(),
@@ -408,7 +420,7 @@ export class RegistryClient {
         });
     }
     await this.expectOk(res, repo, what);
-    await res.body?.cancel();
+    await res.discard();
     return 'uploaded';
   }
 
@@ -454,7 +466,7 @@ export class RegistryClient {
     });
   }
 
-  private async expectOk(res: Response, ref: ImageReference, what: string): Promise<void> {
+  private async expectOk(res: HttpResponse, ref: ImageReference, what: string): Promise<void> {
     if (res.ok) return;
     const text = await registryErrorText(res);
     const where = `${ref.registry}/${ref.repository}`;
@@ -480,38 +492,31 @@ export class RegistryClient {
   }
 
   /** One HTTP exchange with auth: cached credentials up front, one retry after a 401 challenge. */
-  private async request(ref: ImageReference, o: RequestOptions): Promise<Response> {
+  private async request(ref: ImageReference, o: RequestOptions): Promise<HttpResponse> {
     const url = o.url ?? registryBaseUrl(ref.registry, this.insecure) + (o.path ?? '/v2/');
-    let lastBody: Readable | undefined;
-    const send = async (authorization: string | undefined): Promise<Response> => {
+    const method = o.method ?? 'GET';
+    // Reads are idempotent: a dropped connection or a gateway hiccup is retried twice.
+    const idempotent = method === 'GET' || method === 'HEAD';
+    const send = async (authorization: string | undefined): Promise<HttpResponse> => {
       const headers: Record<string, string> = { 'User-Agent': this.userAgent, ...o.headers };
       if (authorization) headers.Authorization = authorization;
-      const body = o.body?.();
-      const init: RequestInit & { duplex?: 'half' } = { method: o.method ?? 'GET', headers };
-      if (body instanceof Readable) {
-        lastBody = body;
-        init.body = body as unknown as ReadableStream;
-        init.duplex = 'half';
-      } else if (body !== undefined) {
-        init.body = body;
-      }
-      // Reads are idempotent: a dropped connection or a gateway hiccup is retried twice.
-      const idempotent = init.method === 'GET' || init.method === 'HEAD';
       for (let attempt = 0; ; attempt++) {
+        const body = o.body?.();
         try {
-          const res = await fetch(url, init);
+          const res = await httpRequest(url, { method, headers, body });
           if (idempotent && attempt < 2 && (res.status === 502 || res.status === 503 || res.status === 504)) {
-            await res.body?.cancel();
+            await res.discard();
             await sleep(200 * (attempt + 1));
             continue;
           }
+          if (res.status === 401 && body instanceof Readable) body.destroy();
           return res;
         } catch (e) {
-          if (idempotent && attempt < 2 && isTransient(e)) {
-            await sleep(200 * (attempt + 1));
+          if (body instanceof Readable) body.destroy();
+          if (attempt < 2 && ((idempotent && isTransient(e)) || isStaleConnection(e))) {
+            await sleep(isStaleConnection(e) ? 0 : 200 * (attempt + 1));
             continue;
           }
-          if (body instanceof Readable) body.destroy();
           throw this.unreachable(ref, url, o.what, e);
         }
       }
@@ -519,10 +524,8 @@ export class RegistryClient {
     const first = await this.auth.cachedHeader(ref.registry, o.scopes);
     let res = await send(first);
     if (res.status !== 401) return res;
-    // The refused attempt may have left a half-read file stream open.
-    lastBody?.destroy();
-    const challenge = res.headers.get('www-authenticate');
-    await res.body?.cancel();
+    const challenge = res.header('www-authenticate') ?? null;
+    await res.discard();
     const header = await this.auth.onUnauthorized(ref.registry, o.scopes, challenge, first);
     if (header === undefined) {
       const creds = this.auth.credentialsFor(ref.registry);

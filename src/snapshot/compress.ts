@@ -55,7 +55,9 @@ export function looksIncompressible(piece: Buffer): boolean {
 
 function gzipMember(piece: Buffer, level: number): Promise<Buffer> {
   const lvl = level > 0 && looksIncompressible(piece) ? 0 : level;
-  return new Promise((resolve, reject) => zlib.gzip(piece, { level: lvl }, (e, out) => (e ? reject(e) : resolve(out))));
+  // One output buffer for the whole member: zlib's default 16 KiB chunks cost more than a stored member itself.
+  const chunkSize = piece.length + (piece.length >> 4) + 1024;
+  return new Promise((resolve, reject) => zlib.gzip(piece, { level: lvl, chunkSize: Math.max(chunkSize, 64) }, (e, out) => (e ? reject(e) : resolve(out))));
 }
 
 /** How many members are deflated at once: every core, leaving a pool thread for file I/O. */
@@ -121,6 +123,26 @@ async function* readFileChunks(fh: FileHandle, hash: Hash | undefined, chunk = 4
     const b = bytesRead === chunk ? buf : buf.subarray(0, bytesRead);
     hash?.update(b);
     yield b;
+  }
+}
+
+/** Keeps the next `depth` items of `src` in flight while the consumer works on the current one. */
+async function* readAhead<T>(src: AsyncIterable<T>, depth = 2): AsyncGenerator<T> {
+  const it = src[Symbol.asyncIterator]();
+  const queue: Promise<IteratorResult<T>>[] = [];
+  try {
+    for (;;) {
+      while (queue.length < depth) {
+        const p = it.next();
+        p.catch(() => undefined);
+        queue.push(p);
+      }
+      const r = await queue.shift()!;
+      if (r.done) return;
+      yield r.value;
+    }
+  } finally {
+    await it.return?.();
   }
 }
 
@@ -199,11 +221,18 @@ export async function compressLayer(
       try {
         const output = await open(tmp, 'w');
         try {
-          for await (const member of gzipMembers(readFileChunks(input, diffHash), opts.level ?? 6)) {
+          // Writes queue behind each other so deflating the next members never waits for the disk.
+          let writing: Promise<unknown> = Promise.resolve();
+          let queued = 0;
+          for await (const member of gzipMembers(readAhead(readFileChunks(input, diffHash)), opts.level ?? 6)) {
             blobHash.update(member);
             size += member.length;
-            await output.write(member);
+            queued++;
+            writing = writing.then(() => output.write(member)).finally(() => queued--);
+            writing.catch(() => undefined);
+            if (queued > 4) await writing;
           }
+          await writing;
         } finally {
           await output.close();
         }
