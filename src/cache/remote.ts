@@ -3,9 +3,8 @@
 // whose layers are the layer blobs and cache mount tarballs. Import reads only the index; a blob is
 // fetched (and verified) when a step actually needs its content.
 import { createHash } from 'node:crypto';
-import { createReadStream, createWriteStream, existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { PassThrough, Readable, Transform } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import { createReadStream, existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { PassThrough, Readable } from 'node:stream';
 import { copyFile, rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import { StrataError } from '../errors.js';
@@ -154,39 +153,6 @@ function readLocalBlob(source: { kind: 'local'; dir: string }, digest: string): 
   return data;
 }
 
-/**
- * An imported cache's blob as a stream of its bytes, NOT verified: the reader hashes them and
- * checks with `cacheBlobMismatch` before trusting anything made from them (a registry stream also
- * fails at its end on a mismatch). Errors (here or from the stream) go through `cacheBlobError`.
- */
-export async function openCacheBlob(source: CacheSource, digest: string, client: RegistryClient): Promise<Readable> {
-  if (source.kind === 'local') {
-    const path = join(source.dir, 'blobs', 'sha256', hexOf(digest));
-    if (!existsSync(path)) throw badCache(source, `blob ${digest} is missing`);
-    return createReadStream(path, { highWaterMark: 1 << 20 });
-  }
-  try {
-    return await client.openBlob(parseReference(source.ref), digest);
-  } catch (e) {
-    throw cacheBlobError(source, digest, e);
-  }
-}
-
-/** The error for a cache blob whose bytes hash to `actual` instead of `digest`. */
-export function cacheBlobMismatch(source: CacheSource, digest: string, actual: string): StrataError {
-  return badCache(source, `blob ${digest} does not match its digest (got ${actual}): tampered or truncated`);
-}
-
-/** A failure while reading a cache blob, as CACHE_CORRUPT when it means the cache is bad. */
-export function cacheBlobError(source: CacheSource, digest: string, e: unknown): unknown {
-  if (e instanceof StrataError && e.code === 'CACHE_CORRUPT') return e;
-  if (e instanceof StrataError && e.code === 'DIGEST_MISMATCH') return badCache(source, e.message);
-  // Gone since the index was read (overwritten tag, registry garbage collection, folder pruned): as bad.
-  if (e instanceof StrataError && e.code === 'BLOB_NOT_FOUND') return badCache(source, `blob ${digest} is missing from the registry`);
-  if ((e as NodeJS.ErrnoException | null)?.code === 'ENOENT') return badCache(source, `blob ${digest} is missing`);
-  return e;
-}
-
 /** Fetches one blob of an imported cache into the store, verified against its digest. */
 export async function fetchCacheBlob(store: Store, source: CacheSource, digest: string, mediaType: string, client: RegistryClient): Promise<void> {
   if (store.hasBlob(digest)) return;
@@ -195,20 +161,9 @@ export async function fetchCacheBlob(store: Store, source: CacheSource, digest: 
     if (source.kind === 'local') {
       const path = join(source.dir, 'blobs', 'sha256', hexOf(digest));
       if (!existsSync(path)) throw badCache(source, `blob ${digest} is missing`);
-      // One pass: hashed on the way into the store (a copy, then a second read to hash it, cost twice).
-      const h = createHash('sha256');
-      await pipeline(
-        createReadStream(path, { highWaterMark: 1 << 20 }),
-        new Transform({
-          transform(chunk: Buffer, _enc, done) {
-            h.update(chunk);
-            done(null, chunk);
-          },
-        }),
-        createWriteStream(tmp, { flags: 'wx' }),
-      );
-      const actual = 'sha256:' + h.digest('hex');
-      if (actual !== digest) throw cacheBlobMismatch(source, digest, actual);
+      await copyFile(path, tmp);
+      const actual = await fileDigest(tmp);
+      if (actual !== digest) throw badCache(source, `blob ${digest} does not match its digest (got ${actual}): tampered or truncated`);
     } else {
       try {
         await client.fetchBlob(parseReference(source.ref), digest, tmp);
