@@ -12,7 +12,7 @@ import { checksumSources, checksumRootfsSources, type StatCache } from '../conte
 import { BadCacheLayer, type Materializer } from './materialize.js';
 import type { BaseImages } from './base-images.js';
 import { formatAge } from './age.js';
-import { explainMiss, matchStep, type PreviousBuild, type StepInputs } from '../cache/explain.js';
+import { explainMiss, fileChanges, matchStep, type PreviousBuild, type StepInputs } from '../cache/explain.js';
 
 export const CACHE_KEY_VERSION = 1;
 
@@ -202,7 +202,11 @@ export class Solver {
       }
     }
     this.o.events({ type: 'miss', vertex: ref, reason, time: Date.now() });
-    const layer = await this.sem.run(() => this.execute(v, inputs.map((i) => i.chain), ref));
+    const layer = await this.sem.run(async () => {
+      const made = await this.execute(v, inputs.map((i) => i.chain), ref);
+      if (stepInputs.filesDigest !== undefined) await this.verifyContextUnchanged(v, ref, stepInputs);
+      return made;
+    });
     const chain = layer ? [...inputs[0]!.chain, layer] : inputs[0]!.chain;
     stepInputs.output = chainId(chain);
     store.db
@@ -228,6 +232,27 @@ export class Solver {
     // Proxy settings reach the process but not the key: a different proxy fetches the same bytes.
     const def: Op = op.kind === 'exec' && op.proxyEnv ? { ...op, proxyEnv: undefined } : op;
     const out: StepInputs = { op: digestOf(def), def: def as unknown as Record<string, unknown>, args: v.args, inputs: inputs.map((i) => chainId(i.chain)), sourceDateEpoch: this.o.sourceDateEpoch };
+    if (op.kind === 'copy' && op.from.kind === 'input') {
+      // Only the selected files of the source stage count, so a change elsewhere in it does not
+      // bust this step. A chain never changes, so its selection checksum is cached by chain id.
+      const chain = inputs[op.from.index]!.chain;
+      const sel = await this.selectionChecksum(chain, op.sources, op.excludes, op.parents);
+      out.inputs[op.from.index] = `files:${sel.digest}`;
+      out.files = sel.files;
+      out.filesDigest = sel.digest;
+    }
+    const ctx = await this.contextChecksum(v);
+    if (ctx) {
+      this.contextBytesRead += ctx.bytesRead;
+      out.files = ctx.files;
+      out.filesDigest = ctx.digest;
+    }
+    return out;
+  }
+
+  /** The checksum of the context files a step reads (COPY from a context, RUN's context bind mounts). */
+  private async contextChecksum(v: Vertex): Promise<{ files: Record<string, string>; digest: string; bytesRead: number } | undefined> {
+    const op = v.op;
     const selections: { root: string; sources: string[]; excludes?: string[]; parents?: boolean }[] = [];
     if (op.kind === 'copy' && op.from.kind === 'context' && !op.sources.some((s) => /^https?:\/\//.test(s))) {
       const root = this.o.contextDirs[op.from.name];
@@ -241,28 +266,37 @@ export class Solver {
         }
       }
     }
-    if (op.kind === 'copy' && op.from.kind === 'input') {
-      // Only the selected files of the source stage count, so a change elsewhere in it does not
-      // bust this step. A chain never changes, so its selection checksum is cached by chain id.
-      const chain = inputs[op.from.index]!.chain;
-      const sel = await this.selectionChecksum(chain, op.sources, op.excludes, op.parents);
-      out.inputs[op.from.index] = `files:${sel.digest}`;
-      out.files = sel.files;
-      out.filesDigest = sel.digest;
+    if (!selections.length) return undefined;
+    const files: Record<string, string> = {};
+    const digests: string[] = [];
+    let bytesRead = 0;
+    for (const s of selections) {
+      const r = await checksumSources({ root: s.root, ignore: s.root === this.o.contextDirs.context ? this.o.ignore : undefined, ignoreMayReinclude: this.o.ignoreMayReinclude, sources: s.sources, excludes: s.excludes, parents: s.parents, statCache: this.o.statCache });
+      digests.push(r.digest);
+      bytesRead += r.bytesRead;
+      for (const f of r.files) files[f.path] = `${f.type}:${f.mode.toString(8)}:${f.contentDigest ?? ''}`;
     }
-    if (selections.length) {
-      const files: Record<string, string> = {};
-      const digests: string[] = [];
-      for (const s of selections) {
-        const r = await checksumSources({ root: s.root, ignore: s.root === this.o.contextDirs.context ? this.o.ignore : undefined, ignoreMayReinclude: this.o.ignoreMayReinclude, sources: s.sources, excludes: s.excludes, parents: s.parents, statCache: this.o.statCache });
-        digests.push(r.digest);
-        this.contextBytesRead += r.bytesRead;
-        for (const f of r.files) files[f.path] = `${f.type}:${f.mode.toString(8)}:${f.contentDigest ?? ''}`;
-      }
-      out.files = files;
-      out.filesDigest = digestOf(digests);
-    }
-    return out;
+    return { files, digest: digestOf(digests), bytesRead };
+  }
+
+  /**
+   * The key holds the context files as they were before the step ran; the step read them while it
+   * ran. A file written in between (an editor, a code generator) would leave a record whose content
+   * is not what its key says, served to every later build: check again and keep nothing instead.
+   * The stat cache makes this a walk and a stat per file; only changed files are read again.
+   */
+  private async verifyContextUnchanged(v: Vertex, ref: VertexRef, before: StepInputs): Promise<void> {
+    const after = await this.contextChecksum(v);
+    if (!after || after.digest === before.filesDigest) return;
+    const { changed, added, removed } = fileChanges(before.files ?? {}, after.files);
+    const paths = [...changed, ...added, ...removed];
+    const named = paths.length ? `${paths.slice(0, 5).join(', ')}${paths.length > 5 ? ` and ${paths.length - 5} more` : ''}` : 'files';
+    const message = `${named} changed in the build context while this step ran; its result was not cached`;
+    this.o.events({ type: 'error', vertex: ref, time: Date.now(), message });
+    throw new StrataError('CONTEXT_CHANGED', message, {
+      position: v.location && { file: v.location.file, line: v.location.line },
+      hint: 'build again once nothing writes to the context (an editor, a watcher or a generator?)',
+    });
   }
 
   private async selectionChecksum(chain: LayerInfo[], sources: string[], excludes: string[], parents: boolean): Promise<{ digest: string; files: Record<string, string> }> {

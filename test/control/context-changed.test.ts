@@ -1,0 +1,55 @@
+// A context file written while the step that reads it runs: the step's key was computed from the
+// old content, so keeping its result would serve the wrong files to every later build. The build
+// fails naming the file, nothing is cached, and the next build runs the step on the new content.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { controlEnv, expectOk, misses, step, waitForFile } from './support.js';
+
+const waitIn = (file: string) => `i=0; while [ ! -e ${file} ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done`;
+
+test('a context file changed while a step reads it fails the step and leaves no record', async (t) => {
+  const c = await controlEnv('ctx-changed');
+  t.after(() => c.env.cleanup());
+  const dir = c.env.context('ctx', {
+    Dockerfile: `FROM busybox
+RUN --mount=type=bind,target=/ctx --mount=type=cache,id=gate,target=/gate cat /ctx/config.txt > /seen; touch /gate/started; ${waitIn('/gate/go')}; cat /ctx/config.txt >> /seen
+`,
+    'config.txt': 'v1\n',
+    'other.txt': 'unchanged\n',
+  });
+  const first = c.spawnBuild(dir, ['-o', `type=local,dest=${join(c.env.root, 'out1')}`]);
+  await waitForFile(join(c.mountData('gate'), 'started'), 'the step to start');
+  writeFileSync(join(dir, 'config.txt'), 'v2\n');
+  writeFileSync(join(c.mountData('gate'), 'go'), '');
+  const r = await first.done;
+  assert.notEqual(r.code, 0, 'the build fails');
+  assert.match(r.stderr, /config\.txt changed in the build context while this step ran; its result was not cached/);
+  assert.doesNotMatch(r.stderr, /other\.txt/);
+  assert.match(r.stderr, /Dockerfile:2/, 'names the line');
+  assert.ok(!existsSync(join(c.env.root, 'out1', 'seen')), 'no output was written');
+
+  // Nothing was cached: the next build runs the step, on the new content.
+  const out2 = join(c.env.root, 'out2');
+  const again = await c.ok(dir, ['-o', `type=local,dest=${out2}`]);
+  assert.ok(!step(again.steps, 'RUN').cached, misses(again.steps));
+  assert.equal(readFileSync(join(out2, 'seen'), 'utf8'), 'v2\nv2\n');
+  const third = await c.ok(dir, ['-o', 'type=cacheonly']);
+  assert.equal(misses(third.steps), '', 'then it is cached as usual');
+  await c.assertConsistent('after the refused step');
+  expectOk(await c.cli(['doctor']), 'doctor');
+});
+
+test('COPY of a context that does not change while it runs is verified and cached', async (t) => {
+  const c = await controlEnv('ctx-stable');
+  t.after(() => c.env.cleanup());
+  const files: Record<string, string> = { Dockerfile: 'FROM busybox\nCOPY . /app/\n' };
+  for (let i = 0; i < 50; i++) files[`src/f${i}.txt`] = `file ${i}\n`;
+  const dir = c.env.context('ctx', files);
+  const r = await c.ok(dir, ['-o', 'type=cacheonly']);
+  assert.ok(!step(r.steps, 'COPY').cached);
+  assert.match(r.stderr, /context: read \d+ bytes/);
+  const again = await c.ok(dir, ['-o', 'type=cacheonly']);
+  assert.equal(misses(again.steps), '');
+});
