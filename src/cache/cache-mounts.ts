@@ -2,12 +2,14 @@
 // `locked` takes an inter-process lock (a lock directory holding the owner's pid, stolen when that
 // pid is dead); `private` hands a concurrent user a fresh instance; `shared` lets everyone write.
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createReadStream, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { spawn, spawnSync } from 'node:child_process';
 import { StrataError } from '../errors.js';
 import { join } from 'node:path';
-import type { Store } from './store.js';
-import { pidAlive } from './store.js';
+import { Store, pidAlive } from './store.js';
 
 export interface CacheMountLease {
   dir: string;
@@ -56,6 +58,8 @@ function tryLock(lockDir: string): boolean {
 const heldInProcess = new Set<string>();
 
 export async function acquireCacheMount(store: Store, id: string, sharing: 'shared' | 'private' | 'locked', buildId = ''): Promise<CacheMountLease> {
+  // An imported tarball still unpacking into this mount (see startCacheMountSeed).
+  await cacheMountSeeded(store, id);
   const base = cacheMountDir(store, id);
   const data = join(base, 'data');
   const lock = join(base, 'lock');
@@ -125,11 +129,12 @@ export async function seedCacheMountFrom(id: string, source: string, dir: string
   if (stderr) throw new StrataError('CACHE_MOUNT_SEED', `cache mount ${id}: cannot copy its from= source: ${stderr}`);
 }
 
-/** Whether a live process holds a lease on the cache mount. */
-export function cacheMountInUse(store: Store, id: string): boolean {
+/** Whether a live process holds a lease on the cache mount (`except`: a lease file of our own). */
+export function cacheMountInUse(store: Store, id: string, except?: string): boolean {
   const leases = join(cacheMountDir(store, id), 'leases');
   if (!existsSync(leases)) return false;
   for (const f of readdirSync(leases)) {
+    if (f === except) continue;
     const pid = Number(f.split('-')[0]);
     if (Number.isFinite(pid) && pidAlive(pid)) return true;
     rmSync(join(leases, f), { force: true });
@@ -137,37 +142,144 @@ export function cacheMountInUse(store: Store, id: string): boolean {
   return false;
 }
 
+// Seeding from an imported cache runs in the background (design): the import verifies the
+// tarball's digest, then starts a seed and returns at once, so the build starts while mounts
+// unpack, all of them at the same time, in child processes (tar at a lower priority than the
+// build's own work). A step of this process that uses the mount waits for its seed in
+// acquireCacheMount; a step that does not use it never waits. The process does not exit before
+// its seeds end (a running child keeps Node's event loop alive), so `strata cache import` and a
+// build leave seeded mounts behind for `strata mount ...`; the seed writes the mount's row itself
+// when done, through its own connection if the command closed the store meanwhile.
+//
+// Crash safety: the tarball unpacks into `import-<pid>-*` next to `data`, the bytes are hashed
+// again on the way (the folder may change after the import checked it) and nothing is swapped in
+// unless they match; the swap is two renames (`data` to `old-<pid>-*`, staging to `data`), so a
+// kill -9 leaves either mount whole, and leftovers of dead processes are removed by the next seed.
+// While it runs the seed holds a lease: prune and `mount rm` leave the mount alone, and a seed
+// never replaces a mount another process started using meanwhile.
+
+const seeding = new Map<string, Promise<boolean>>();
+
+function seedKey(store: Store, id: string): string {
+  return `${store.root}\0${id}`;
+}
+
+/** Waits for a seed of this mount started by this process; true when it replaced the contents. */
+export async function cacheMountSeeded(store: Store, id: string): Promise<boolean | undefined> {
+  return seeding.get(seedKey(store, id));
+}
+
+/** Waits for every seed this process started (for commands that want them done before they return). */
+export async function allCacheMountSeeds(): Promise<void> {
+  await Promise.all(seeding.values());
+}
+
+export interface SeedMeta {
+  digest: string;
+  sharing: string;
+  created: number;
+  lastUsed: number;
+  mediaType: string;
+}
+
 /**
- * Replaces a cache mount's contents with an exported tarball, when no local instance exists or
- * the local one was last used before the exported one. Never touches a mount in use.
+ * Starts replacing a cache mount's contents with an exported tarball (opened by `open`, hashed
+ * again against `meta.digest` on the way). Returns false and starts nothing when another process
+ * uses the mount. Failures after the start go to `warn`; the mount then stays as it was.
  */
-export async function seedCacheMount(
-  store: Store,
-  id: string,
-  tarball: string,
-  meta: { sharing: string; created: number; lastUsed: number; mediaType: string },
-): Promise<boolean> {
-  if (cacheMountInUse(store, id)) return false;
+export function startCacheMountSeed(store: Store, id: string, open: () => Promise<NodeJS.ReadableStream>, meta: SeedMeta, warn: (message: string) => void): boolean {
+  const key = seedKey(store, id);
+  if (seeding.has(key) || cacheMountInUse(store, id)) return false;
+  const p = runSeed(store, id, open, meta).catch((e: unknown) => {
+    warn(`cache mount ${id} not seeded: ${e instanceof Error ? e.message : String(e)}`);
+    return false;
+  });
+  seeding.set(key, p);
+  return true;
+}
+
+/** Leftovers of seeds whose process died: staging and swapped-out directories. */
+function removeStale(base: string): void {
+  for (const name of readdirSync(base)) {
+    const m = /^(?:import|old)-(\d+)(?:-|$)/.exec(name);
+    if (m && Number(m[1]) !== process.pid && !pidAlive(Number(m[1]))) rmSync(join(base, name), { recursive: true, force: true });
+  }
+}
+
+async function runSeed(store: Store, id: string, open: () => Promise<NodeJS.ReadableStream>, meta: SeedMeta): Promise<boolean> {
   const base = cacheMountDir(store, id);
   const data = join(base, 'data');
-  const staging = join(base, `import-${process.pid}`);
-  rmSync(staging, { recursive: true, force: true });
-  mkdirSync(staging, { recursive: true });
-  const decompress = meta.mediaType.endsWith('zstd') ? '--zstd' : '-z';
-  const r = spawnSync('tar', ['-x', decompress, '--numeric-owner', '--same-owner', '--xattrs', '-f', tarball, '-C', staging], { encoding: 'utf8' });
-  if (r.status !== 0) {
-    rmSync(staging, { recursive: true, force: true });
-    throw new StrataError('CACHE_CORRUPT', `cache mount ${id}: cannot unpack the exported tarball: ${r.stderr.trim()}`, { hint: 'export the cache again' });
+  const tag = `${process.pid}-${Math.random().toString(36).slice(2)}`;
+  mkdirSync(join(base, 'leases'), { recursive: true });
+  const lease = `${tag}-seed`;
+  writeFileSync(join(base, 'leases', lease), '');
+  const staging = join(base, `import-${tag}`);
+  try {
+    removeStale(base);
+    mkdirSync(staging, { recursive: true });
+    const { decompressed, readThrough, ProcessError } = await import('../snapshot/streams.js');
+    const { feed, digest } = readThrough(async () => (await open()) as AsyncIterable<Buffer>);
+    // Decompressed here (zlib on the thread pool is twice as fast as gzip -d here); tar only writes.
+    const tar = spawn('nice', ['-n', '10', 'tar', '-x', '-f', '-', '--numeric-owner', '--same-owner', '--xattrs', '-C', staging], { stdio: ['pipe', 'ignore', 'pipe'] });
+    let stderr = '';
+    tar.stderr.on('data', (d: Buffer) => (stderr = (stderr + d.toString('utf8')).slice(-2000)));
+    const exited = new Promise<number | null>((res, rej) => {
+      tar.once('error', rej);
+      tar.once('close', (code) => res(code));
+    });
+    exited.catch(() => undefined);
+    let fed: unknown;
+    try {
+      await pipeline(Readable.from(decompressed(feed)), tar.stdin);
+    } catch (e) {
+      fed = e;
+      feed.destroy();
+      if (tar.exitCode === null && tar.signalCode === null) tar.kill('SIGKILL');
+    }
+    const code = await exited.catch(() => null);
+    const actual = await digest.catch((e: unknown) => {
+      throw new StrataError('CACHE_CORRUPT', `cache mount ${id}: cannot read tarball ${meta.digest}: ${e instanceof Error ? e.message : String(e)}`, { hint: 'export the cache again' });
+    });
+    if (actual !== meta.digest) {
+      throw new StrataError('CACHE_CORRUPT', `cache mount ${id}: tarball ${meta.digest} does not match its digest (got ${actual}): tampered or truncated`, { hint: 'export the cache again' });
+    }
+    if (fed || code !== 0) {
+      const why = code !== 0 ? new ProcessError('tar', code, stderr.trim()).message : fed instanceof Error ? fed.message : String(fed);
+      throw new StrataError('CACHE_CORRUPT', `cache mount ${id}: cannot unpack the exported tarball: ${why}`, { hint: 'export the cache again' });
+    }
+    if (cacheMountInUse(store, id, lease)) return false;
+    const old = join(base, `old-${tag}`);
+    if (existsSync(data)) renameSync(data, old);
+    renameSync(staging, data);
+    const db = store.db.open ? store : Store.open(store.root);
+    try {
+      db.db
+        .prepare(
+          `INSERT INTO cache_mounts(id,dir,sharing,created,last_used,last_build,builds) VALUES (?,?,?,?,?,NULL,0)
+           ON CONFLICT(id) DO UPDATE SET last_used=excluded.last_used, sharing=excluded.sharing`,
+        )
+        .run(id, base, meta.sharing, meta.created, meta.lastUsed);
+    } finally {
+      if (db !== store) db.close();
+    }
+    await rm(old, { recursive: true, force: true });
+    return true;
+  } finally {
+    await rm(staging, { recursive: true, force: true });
+    rmSync(join(base, 'leases', lease), { force: true });
   }
-  rmSync(data, { recursive: true, force: true });
-  renameSync(staging, data);
-  store.db
-    .prepare(
-      `INSERT INTO cache_mounts(id,dir,sharing,created,last_used,last_build,builds) VALUES (?,?,?,?,?,NULL,0)
-       ON CONFLICT(id) DO UPDATE SET last_used=excluded.last_used, sharing=excluded.sharing`,
-    )
-    .run(id, base, meta.sharing, meta.created, meta.lastUsed);
-  return true;
+}
+
+/**
+ * Replaces a cache mount's contents with an exported tarball file, when no process uses it, and
+ * waits for it (the background form is startCacheMountSeed). Unverified tarballs are refused.
+ */
+export async function seedCacheMount(store: Store, id: string, tarball: string, meta: SeedMeta): Promise<boolean> {
+  let failure: string | undefined;
+  if (!startCacheMountSeed(store, id, async () => createReadStream(tarball, { highWaterMark: 1 << 20 }), meta, (m) => (failure = m))) return false;
+  const done = await cacheMountSeeded(store, id);
+  if (failure) throw new StrataError('CACHE_CORRUPT', failure, { hint: 'export the cache again' });
+  return !!done;
 }
 
 /** Packs a cache mount into a tarball blob in the store (for export). */

@@ -3,8 +3,9 @@
 // whose layers are the layer blobs and cache mount tarballs. Import reads only the index; a blob is
 // fetched (and verified) when a step actually needs its content.
 import { createHash } from 'node:crypto';
-import { createReadStream, existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { PassThrough, Readable } from 'node:stream';
+import { createReadStream, createWriteStream, existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { PassThrough, Readable, Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { copyFile, rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import { StrataError } from '../errors.js';
@@ -77,7 +78,7 @@ function sha256Hex(data: Buffer): string {
 
 async function fileDigest(path: string): Promise<string> {
   const h = createHash('sha256');
-  for await (const c of createReadStream(path)) h.update(c as Buffer);
+  for await (const c of createReadStream(path, { highWaterMark: 1 << 20 })) h.update(c as Buffer);
   return 'sha256:' + h.digest('hex');
 }
 
@@ -154,6 +155,39 @@ function readLocalBlob(source: { kind: 'local'; dir: string }, digest: string): 
   return data;
 }
 
+/**
+ * An imported cache's blob as a stream of its bytes, NOT verified: the reader hashes them and
+ * checks with `cacheBlobMismatch` before trusting anything made from them (a registry stream also
+ * fails at its end on a mismatch). Errors (here or from the stream) go through `cacheBlobError`.
+ */
+export async function openCacheBlob(source: CacheSource, digest: string, client: RegistryClient): Promise<Readable> {
+  if (source.kind === 'local') {
+    const path = join(source.dir, 'blobs', 'sha256', hexOf(digest));
+    if (!existsSync(path)) throw badCache(source, `blob ${digest} is missing`);
+    return createReadStream(path, { highWaterMark: 1 << 20 });
+  }
+  try {
+    return await client.openBlob(parseReference(source.ref), digest);
+  } catch (e) {
+    throw cacheBlobError(source, digest, e);
+  }
+}
+
+/** The error for a cache blob whose bytes hash to `actual` instead of `digest`. */
+export function cacheBlobMismatch(source: CacheSource, digest: string, actual: string): StrataError {
+  return badCache(source, `blob ${digest} does not match its digest (got ${actual}): tampered or truncated`);
+}
+
+/** A failure while reading a cache blob, as CACHE_CORRUPT when it means the cache is bad. */
+export function cacheBlobError(source: CacheSource, digest: string, e: unknown): unknown {
+  if (e instanceof StrataError && e.code === 'CACHE_CORRUPT') return e;
+  if (e instanceof StrataError && e.code === 'DIGEST_MISMATCH') return badCache(source, e.message);
+  // Gone since the index was read (overwritten tag, registry garbage collection, folder pruned): as bad.
+  if (e instanceof StrataError && e.code === 'BLOB_NOT_FOUND') return badCache(source, `blob ${digest} is missing from the registry`);
+  if ((e as NodeJS.ErrnoException | null)?.code === 'ENOENT') return badCache(source, `blob ${digest} is missing`);
+  return e;
+}
+
 /** Fetches one blob of an imported cache into the store, verified against its digest. */
 export async function fetchCacheBlob(store: Store, source: CacheSource, digest: string, mediaType: string, client: RegistryClient): Promise<void> {
   if (store.hasBlob(digest)) return;
@@ -162,9 +196,20 @@ export async function fetchCacheBlob(store: Store, source: CacheSource, digest: 
     if (source.kind === 'local') {
       const path = join(source.dir, 'blobs', 'sha256', hexOf(digest));
       if (!existsSync(path)) throw badCache(source, `blob ${digest} is missing`);
-      await copyFile(path, tmp);
-      const actual = await fileDigest(tmp);
-      if (actual !== digest) throw badCache(source, `blob ${digest} does not match its digest (got ${actual}): tampered or truncated`);
+      // One pass: hashed on the way into the store (a copy, then a second read to hash it, cost twice).
+      const h = createHash('sha256');
+      await pipeline(
+        createReadStream(path, { highWaterMark: 1 << 20 }),
+        new Transform({
+          transform(chunk: Buffer, _enc, done) {
+            h.update(chunk);
+            done(null, chunk);
+          },
+        }),
+        createWriteStream(tmp, { flags: 'wx' }),
+      );
+      const actual = 'sha256:' + h.digest('hex');
+      if (actual !== digest) throw cacheBlobMismatch(source, digest, actual);
     } else {
       try {
         await client.fetchBlob(parseReference(source.ref), digest, tmp);
@@ -225,18 +270,36 @@ export async function importCache(store: Store, source: CacheSource, client: Reg
   const seeded: string[] = [];
   const warnings: string[] = [];
   if (opts.mounts !== 'none') {
-    const { seedCacheMount } = await import('./cache-mounts.js');
-    for (const m of index.mounts) {
-      if (opts.mounts !== 'all' && !opts.mounts.includes(m.id)) continue;
+    const { startCacheMountSeed } = await import('./cache-mounts.js');
+    const wanted = index.mounts.filter((m) => {
+      if (opts.mounts !== 'all' && !opts.mounts.includes(m.id)) return false;
       const local = store.db.prepare('SELECT last_used FROM cache_mounts WHERE id=?').get(m.id) as { last_used: number } | undefined;
-      if (local && local.last_used >= m.lastUsed) continue;
-      try {
-        await fetchCacheBlob(store, source, m.digest, m.mediaType, client);
-        if (await seedCacheMount(store, m.id, store.blobPath(m.digest), m)) seeded.push(m.id);
-      } catch (e) {
-        if (!(e instanceof StrataError) || e.code !== 'CACHE_CORRUPT') throw e;
-        warnings.push(`cache mount ${m.id} not seeded: ${e.message}`);
-      }
+      return !(local && local.last_used >= m.lastUsed);
+    });
+    // Tarballs are verified here (all at once), so the import reports what it seeds; the seeds
+    // themselves run in the background (see startCacheMountSeed) and check the bytes again.
+    const verified = await Promise.all(
+      wanted.map(async (m) => {
+        try {
+          if (source.kind === 'local') {
+            const path = join(source.dir, 'blobs', 'sha256', hexOf(m.digest));
+            if (!existsSync(path)) throw badCache(source, `blob ${m.digest} is missing`);
+            const actual = await fileDigest(path);
+            if (actual !== m.digest) throw cacheBlobMismatch(source, m.digest, actual);
+            return { m, path };
+          }
+          await fetchCacheBlob(store, source, m.digest, m.mediaType, client);
+          return { m, path: store.blobPath(m.digest) };
+        } catch (e) {
+          if (!(e instanceof StrataError) || e.code !== 'CACHE_CORRUPT') throw e;
+          warnings.push(`cache mount ${m.id} not seeded: ${e.message}`);
+          return undefined;
+        }
+      }),
+    );
+    const late = (message: string) => process.stderr.write(`WARNING: --cache-from ${sourceText(source)}: ${message}\n`);
+    for (const v of verified) {
+      if (v && startCacheMountSeed(store, v.m.id, async () => createReadStream(v.path, { highWaterMark: 1 << 20 }), v.m, late)) seeded.push(v.m.id);
     }
   }
   return { records, layers: index.layers.length, mounts: seeded, warnings };

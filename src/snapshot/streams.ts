@@ -2,8 +2,9 @@
 // filter program (zstd, tar) over a stream, hashing on the way through.
 import { spawn } from 'node:child_process';
 import { createHash, type Hash } from 'node:crypto';
-import { Readable, pipeline } from 'node:stream';
-import { pipeline as pipelineAsync } from 'node:stream/promises';
+import { createWriteStream } from 'node:fs';
+import { PassThrough, Readable, pipeline, type Writable } from 'node:stream';
+import { finished, pipeline as pipelineAsync } from 'node:stream/promises';
 import zlib from 'node:zlib';
 
 export type Compression = 'gzip' | 'zstd' | 'none';
@@ -74,6 +75,8 @@ export function throughTransform(src: AsyncIterable<Buffer>, transform: NodeJS.R
   return pipeline(Readable.from(src), transform, () => undefined) as unknown as AsyncIterable<Buffer>;
 }
 
+const INFLATE_CHUNK = 1 << 20;
+
 /** The bytes of a possibly gzip- or zstd-compressed stream, decompressed. */
 export async function* decompressed(input: AsyncIterable<Buffer | string | Uint8Array>): AsyncGenerator<Buffer> {
   const it = input[Symbol.asyncIterator]();
@@ -102,7 +105,9 @@ export async function* decompressed(input: AsyncIterable<Buffer | string | Uint8
   };
   switch (detectCompression(first)) {
     case 'gzip':
-      yield* throughTransform(rest(), zlib.createGunzip());
+      // Inflate runs on libuv's thread pool; zlib's default 16 KiB output chunks cost more in
+      // hand-offs and generator steps than the inflating (1 MiB: about half the time per layer).
+      yield* throughTransform(rest(), zlib.createGunzip({ chunkSize: INFLATE_CHUNK }));
       return;
     case 'zstd':
       yield* throughProcess(rest(), 'zstd', ['-d', '-c', '-q']);
@@ -146,4 +151,56 @@ export async function* coalesce(src: AsyncIterable<Buffer>, size = 1 << 20): Asy
     }
   }
   if (length > 0) yield Buffer.concat(parts, length);
+}
+
+/** Resolves when `s` takes writes again; rejects when it failed (closed without draining). */
+function writable(s: Writable): Promise<void> {
+  if (s.destroyed) return Promise.reject(s.errored ?? new Error('stream closed'));
+  return new Promise<void>((resolve, reject) => {
+    const done = () => {
+      s.off('drain', done);
+      s.off('close', done);
+      if (s.destroyed) reject(s.errored ?? new Error('stream closed'));
+      else resolve();
+    };
+    s.on('drain', done);
+    s.on('close', done);
+  });
+}
+
+/**
+ * Reads a blob once for a consumer that must not be trusted with the verdict: every byte is
+ * hashed (sha256) and, with `copyTo`, written to that new file, and handed to `feed` for as long
+ * as its reader reads. A reader that gives up destroys `feed`; the input is still read to its end,
+ * so `digest` always covers the whole blob (a damaged blob is named as such, not by whatever its
+ * bytes made the reader say). A failing input destroys `feed` with its error and rejects `digest`.
+ */
+export function readThrough(open: () => Promise<AsyncIterable<Buffer | Uint8Array>>, opts: { copyTo?: string } = {}): { feed: PassThrough; digest: Promise<string> } {
+  const feed = new PassThrough({ highWaterMark: 1 << 20 });
+  // The reader reports its own errors; once it gave up nobody listens any more.
+  feed.on('error', () => undefined);
+  const hash = createHash('sha256');
+  const digest = (async () => {
+    const input = await open();
+    const out = opts.copyTo ? createWriteStream(opts.copyTo, { flags: 'wx' }) : undefined;
+    const written = out ? finished(out) : Promise.resolve();
+    written.catch(() => undefined);
+    try {
+      for await (const c of input) {
+        const chunk = toBuffer(c);
+        hash.update(chunk);
+        if (out && !out.write(chunk)) await writable(out);
+        if (!feed.destroyed && !feed.write(chunk)) await writable(feed).catch(() => undefined);
+      }
+      out?.end();
+      await written;
+    } catch (e) {
+      out?.destroy();
+      throw e;
+    }
+    feed.end();
+    return 'sha256:' + hash.digest('hex');
+  })();
+  digest.catch((e: unknown) => feed.destroy(e instanceof Error ? e : new Error(String(e))));
+  return { feed, digest };
 }

@@ -1,14 +1,22 @@
 // Layers a step needs on disk. A cache hit only needs its layers to be obtainable; the content is
 // fetched (from the store's blob, or from the imported cache that listed it) and unpacked only
 // when a step runs on top of it or an output needs it.
-import { createReadStream } from 'node:fs';
+//
+// A layer whose blob is not in the store yet is unpacked as it streams in (from the cache folder,
+// the registry or the OCI layout): one read feeds the hash of the compressed bytes, the copy kept
+// in the store (image outputs and pushes need the blob) and the unpacker. Nothing made from those
+// bytes is kept unless they hash to the layer's digest: on a mismatch the unpacked directory and
+// the copy are removed and the error is the one a copy-then-verify fetch gives.
+import { createReadStream, existsSync } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
+import type { Readable } from 'node:stream';
 import { join } from 'node:path';
 import { StrataError } from '../errors.js';
 import type { LayerInfo, Store } from '../cache/store.js';
-import { fetchCacheBlob, type CacheSource } from '../cache/remote.js';
+import { cacheBlobError, cacheBlobMismatch, fetchCacheBlob, openCacheBlob, type CacheSource } from '../cache/remote.js';
 import type { RegistryClient } from '../registry/client.js';
 import { parseReference } from '../registry/reference.js';
+import { readThrough } from '../snapshot/streams.js';
 
 /** A layer from an imported cache failed verification; the build retries without those records. */
 export class BadCacheLayer extends StrataError {
@@ -94,19 +102,25 @@ export class Materializer {
     let p = this.unpacking.get(l.diffId);
     if (!p) {
       p = (async () => {
-        const image = this.source(l.diffId)?.image;
-        await this.ensureBlob(l);
+        const src = this.source(l.diffId);
+        const label = `${src?.image !== undefined ? `${src.image} layer` : 'cached layer'} ${l.digest.slice(0, 19)}`;
         const dir = this.store.tmpPath('unpack');
         await mkdir(dir, { recursive: true });
+        let diffId: string;
         try {
-          // Loaded on first use: a fully cached build never unpacks a layer.
-          const { extractLayer } = await import('../snapshot/extract.js');
-          const r = await extractLayer(createReadStream(this.store.blobPath(l.digest)), dir, { label: `${image ? `${image} layer` : 'cached layer'} ${l.digest.slice(0, 19)}` });
-          if (r.diffId !== l.diffId && image !== undefined) {
-            throw new StrataError('DIGEST_MISMATCH', `${image}: layer ${l.digest} unpacks to ${r.diffId}, but the image config says ${l.diffId}`);
+          if (src && !this.store.hasBlob(l.digest) && !this.fetching.has(l.digest) && l.digest.startsWith('sha256:')) {
+            diffId = await this.streamUnpack(l, src, dir, label);
+          } else {
+            await this.ensureBlob(l);
+            // Loaded on first use: a fully cached build never unpacks a layer.
+            const { extractLayer } = await import('../snapshot/extract.js');
+            diffId = (await extractLayer(createReadStream(this.store.blobPath(l.digest), { highWaterMark: 1 << 20 }), dir, { label })).diffId;
           }
-          if (r.diffId !== l.diffId) {
-            throw new BadCacheLayer(l.diffId, new StrataError('CACHE_CORRUPT', `cached layer ${l.digest} unpacks to ${r.diffId}, not ${l.diffId}`));
+          if (diffId !== l.diffId && src?.image !== undefined) {
+            throw new StrataError('DIGEST_MISMATCH', `${src.image}: layer ${l.digest} unpacks to ${diffId}, but the image config says ${l.diffId}`);
+          }
+          if (diffId !== l.diffId) {
+            throw new BadCacheLayer(l.diffId, new StrataError('CACHE_CORRUPT', `cached layer ${l.digest} unpacks to ${diffId}, not ${l.diffId}`));
           }
         } catch (e) {
           await rm(dir, { recursive: true, force: true });
@@ -118,6 +132,64 @@ export class Materializer {
       this.unpacking.set(l.diffId, p);
     }
     return p;
+  }
+
+  /** The layer's compressed bytes from where it was listed (unverified: streamUnpack hashes them). */
+  private async openSource(l: LayerInfo, src: LayerSource): Promise<Readable> {
+    if (src.image === undefined) return openCacheBlob(src, l.digest, this.client);
+    if (src.kind === 'local') {
+      const path = join(src.dir, 'blobs', ...l.digest.split(':'));
+      if (!existsSync(path)) throw new StrataError('BLOB_MISSING', `${src.image}: layer ${l.digest} is missing from ${src.dir}`, { hint: 'the OCI layout is incomplete; export it again' });
+      return createReadStream(path, { highWaterMark: 1 << 20 });
+    }
+    return this.client.openBlob(parseReference(src.ref), l.digest);
+  }
+
+  private verifyError(l: LayerInfo, src: LayerSource, actual: string | undefined, e: unknown): unknown {
+    if (src.image === undefined) {
+      const bad = actual !== undefined ? cacheBlobMismatch(src, l.digest, actual) : cacheBlobError(src, l.digest, e);
+      return bad instanceof StrataError && bad.code === 'CACHE_CORRUPT' ? new BadCacheLayer(l.diffId, bad) : bad;
+    }
+    if (actual !== undefined) {
+      return new StrataError('DIGEST_MISMATCH', `${src.image}: layer ${l.digest} does not match its digest (got ${actual})`, {
+        hint: src.kind === 'local' ? 'the OCI layout is corrupt; export it again' : 'the registry sent other bytes; pull again',
+      });
+    }
+    return e;
+  }
+
+  /**
+   * Reads the blob once: every byte is hashed and written to a temp file in the store, and fed to
+   * the unpacker into `dir`. The source is read to its end even when unpacking fails early, so a
+   * damaged blob is always reported as such (not as whatever its bytes made the unpacker say).
+   * The blob is adopted when its digest matches, whatever the unpacker made of it.
+   */
+  private async streamUnpack(l: LayerInfo, src: LayerSource, dir: string, label: string): Promise<string> {
+    const tmp = this.store.tmpPath('cachefetch');
+    // ensureBlob meanwhile (an output needing the blob) waits for this copy instead of fetching its own.
+    let settleBlob!: (e?: unknown) => void;
+    const blob = new Promise<void>((res, rej) => (settleBlob = (e) => (e === undefined ? res() : rej(e))));
+    blob.catch(() => undefined);
+    this.fetching.set(l.digest, blob);
+    const { feed, digest } = readThrough(() => this.openSource(l, src), { copyTo: tmp });
+    const { extractLayer } = await import('../snapshot/extract.js');
+    const unpack = extractLayer(feed, dir, { label });
+    // An unpacker that gave up reads no more: let the pump finish hashing without it.
+    unpack.catch(() => feed.destroy());
+    const [read, unpacked] = await Promise.allSettled([digest, unpack]);
+    try {
+      if (read.status === 'rejected') throw this.verifyError(l, src, undefined, read.reason);
+      if (read.value !== l.digest) throw this.verifyError(l, src, read.value, undefined);
+      await this.store.adoptBlob(tmp, l.digest, l.mediaType);
+      settleBlob();
+    } catch (e) {
+      this.fetching.delete(l.digest);
+      settleBlob(e);
+      await rm(tmp, { force: true });
+      throw e;
+    }
+    if (unpacked.status === 'rejected') throw unpacked.reason;
+    return unpacked.value.diffId;
   }
 
   async unpackChain(chain: LayerInfo[]): Promise<void> {
