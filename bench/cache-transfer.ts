@@ -1,13 +1,13 @@
 // Cache export and import of ~500 MB of layers, to a folder and through a loopback registry, next
 // to a floor of plain `tar` and `cp` moving the same bytes; see bench/README.md.
 //
-//   bench/cache-transfer [--runs N=1] [--mb N=500] [--layers N=5] [--json FILE] [--verbose] [--keep]
+//   bench/cache-transfer [--runs N=1] [--mb N=500] [--layers N=5] [--content random|text] [--json FILE] [--verbose] [--keep]
 //
 // Builds once (fresh store, `-o type=cacheonly`), then per run: export type=local (gzip and zstd),
 // import type=local --fetch into a fresh store, export/import type=registry through a fresh loopback
 // registry, and the floor. Timings are printed, never asserted.
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, mkdtempSync, openSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { startRegistry, type TestRegistry } from '../test/helpers/registry.js';
@@ -22,6 +22,7 @@ const { values: opt } = parseArgs({
     runs: { type: 'string', default: '1' },
     mb: { type: 'string', default: '500' },
     layers: { type: 'string', default: '5' },
+    content: { type: 'string', default: 'random' },
     json: { type: 'string' },
     verbose: { type: 'boolean', default: false },
     keep: { type: 'boolean', default: false },
@@ -29,7 +30,7 @@ const { values: opt } = parseArgs({
   },
 });
 if (opt.help) {
-  process.stdout.write('usage: bench/cache-transfer [--ref REV] [--runs N=1] [--mb N=500] [--layers N=5] [--json FILE] [--verbose] [--keep]\n');
+  process.stdout.write('usage: bench/cache-transfer [--ref REV] [--runs N=1] [--mb N=500] [--layers N=5] [--content random|text] [--json FILE] [--verbose] [--keep]\n');
   process.exit(0);
 }
 const whole = (s: string | undefined, what: string, min: number): number => {
@@ -40,6 +41,44 @@ const whole = (s: string | undefined, what: string, min: number): number => {
 const RUNS = whole(opt.runs, 'runs', 1);
 const TOTAL_MB = whole(opt.mb, 'mb', 1);
 const LAYERS = whole(opt.layers, 'layers', 1);
+if (opt.content !== 'random' && opt.content !== 'text') throw new Error(`--content wants random or text, got ${opt.content}`);
+const CONTENT = opt.content;
+
+/**
+ * `bytes` of text that compresses like source code or logs (gzip -6 to about a third): words
+ * drawn from a small vocabulary by a seeded generator, never repeating at a distance a compressor
+ * could exploit (unlike `yes`, which any compressor squeezes to nothing).
+ */
+function textFile(path: string, bytes: number, seed: number): void {
+  const words = ['const', 'return', 'function', 'layer', 'digest', 'import', 'export', 'await', 'strata', 'cache', 'blob',
+    'index', 'manifest', 'value', 'error', 'config', 'build', 'step', 'mount', 'the', 'a', 'of', 'to', 'in', 'for', '{', '}', '(', ')',
+    '=', ';', '0', '1', 'if', 'else', 'let', 'this', 'new', 'true', 'false', 'null', 'string', 'number', 'Buffer', 'path', 'file'];
+  let x = seed >>> 0 || 1;
+  const next = (): number => {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    return x >>> 0;
+  };
+  const fd = openSync(path, 'w');
+  try {
+    const block = Buffer.alloc(1 << 20);
+    for (let written = 0; written < bytes;) {
+      let n = 0;
+      while (n < block.length - 64) {
+        const r = next();
+        n += block.write(words[r % words.length]!, n, 'latin1');
+        block[n++] = (r >>> 8) % 9 === 0 ? 10 : 32;
+        if ((r >>> 12) % 5 === 0) n += block.write(String(r % 100_000), n, 'latin1');
+      }
+      const take = Math.min(n, bytes - written);
+      writeSync(fd, block, 0, take);
+      written += take;
+    }
+  } finally {
+    closeSync(fd);
+  }
+}
 
 const log = (s: string): void => { process.stderr.write(`[bench] ${s}\n`); };
 
@@ -82,11 +121,14 @@ async function main(): Promise<void> {
   const perLayer = Math.ceil(TOTAL_MB / LAYERS);
   const ctx = join(work, 'ctx');
   mkdirSync(ctx);
-  const runs = Array.from({ length: LAYERS }, (_, i) => `RUN dd if=/dev/urandom of=/d${i + 1} bs=1048576 count=${perLayer} 2>/dev/null`);
+  const runs = Array.from({ length: LAYERS }, (_, i) => (CONTENT === 'random'
+    ? `RUN dd if=/dev/urandom of=/d${i + 1} bs=1048576 count=${perLayer} 2>/dev/null`
+    : `COPY d${i + 1} /d${i + 1}`));
+  if (CONTENT === 'text') for (let i = 1; i <= LAYERS; i++) textFile(join(ctx, `d${i}`), perLayer * 1048576, i);
   writeFileSync(join(ctx, 'Dockerfile'), ['FROM busybox', ...runs, ''].join('\n'));
   const layout = await busyboxLayout();
   const store = join(work, 'store');
-  log(`building ${LAYERS} layers × ${perLayer} MiB of /dev/urandom into ${store}`);
+  log(`building ${LAYERS} layers × ${perLayer} MiB of ${CONTENT === 'random' ? '/dev/urandom' : 'generated text'} into ${store}`);
   const build = mustSucceed(await strata(['build', ctx, '--root', store, '--build-context', `busybox=oci-layout://${layout}:latest`,
     '-o', 'type=cacheonly', '--progress=plain']), 'strata build');
   log(`build: ${secs(build.wallMs)}`);
@@ -158,13 +200,13 @@ async function main(): Promise<void> {
   });
   const both = floorMs('tar') + floorMs('cp');
   rows.push(['floor: tar + cp together', secs(both), (mb / (both / 1000)).toFixed(0), '', '']);
-  process.stdout.write(`\ncache transfer: ${bytes(layerBytes)} of layers in the store (${LAYERS} RUN layers of ${perLayer} MiB random + busybox), `
+  process.stdout.write(`\ncache transfer: ${bytes(layerBytes)} of layers in the store (${LAYERS} layers of ${perLayer} MiB ${CONTENT} + busybox), `
     + `median of ${RUNS} run(s)\nmachine: ${machine}\n`
     + 'MB/s = store layer bytes (10^6) / seconds; exports compare with the tar floor, imports with the cp floor\n\n'
     + `${table(['operation', 'seconds', 'MB/s', 'ratio to floor', 'written'], rows)}\n`);
 
   if (opt.json) {
-    writeFileSync(opt.json, JSON.stringify({ machine, date: new Date().toISOString(), layerBytes, buildMs: build.wallMs, ops: [...ops.values()] }, null, 2) + '\n');
+    writeFileSync(opt.json, JSON.stringify({ machine, date: new Date().toISOString(), content: CONTENT, layerBytes, buildMs: build.wallMs, ops: [...ops.values()] }, null, 2) + '\n');
     log(`wrote ${opt.json}`);
   }
 }

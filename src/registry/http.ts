@@ -107,7 +107,7 @@ function once(url: URL, o: HttpRequestOptions, headers: Record<string, string>):
       method: o.method ?? 'GET',
       headers,
       agent: isHttps ? agents.https : agents.http,
-      timeout: o.idleTimeoutMs ?? 120_000,
+      timeout: o.idleTimeoutMs ?? 300_000,
     });
     let settled = false;
     const fail = (e: NodeJS.ErrnoException): void => {
@@ -116,7 +116,7 @@ function once(url: URL, o: HttpRequestOptions, headers: Record<string, string>):
       reject(new HttpTransportError(url.toString(), e, req.reusedSocket));
     };
     req.on('timeout', () => {
-      const e: NodeJS.ErrnoException = new Error(`no answer for ${Math.round((o.idleTimeoutMs ?? 120_000) / 1000)} s`);
+      const e: NodeJS.ErrnoException = new Error(`no answer for ${Math.round((o.idleTimeoutMs ?? 300_000) / 1000)} s`);
       e.code = 'ETIMEDOUT';
       req.destroy(e);
     });
