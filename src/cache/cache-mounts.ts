@@ -188,14 +188,22 @@ export interface SeedMeta {
  * uses the mount. Failures after the start go to `warn`; the mount then stays as it was.
  */
 export function startCacheMountSeed(store: Store, id: string, open: () => Promise<NodeJS.ReadableStream>, meta: SeedMeta, warn: (message: string) => void): boolean {
+  return beginSeed(store, id, open, meta, warn) !== undefined;
+}
+
+function beginSeed(store: Store, id: string, open: () => Promise<NodeJS.ReadableStream>, meta: SeedMeta, warn: (message: string) => void): Promise<boolean> | undefined {
   const key = seedKey(store, id);
-  if (seeding.has(key) || cacheMountInUse(store, id)) return false;
-  const p = runSeed(store, id, open, meta).catch((e: unknown) => {
-    warn(`cache mount ${id} not seeded: ${e instanceof Error ? e.message : String(e)}`);
-    return false;
-  });
+  if (seeding.has(key) || cacheMountInUse(store, id)) return undefined;
+  const p = runSeed(store, id, open, meta)
+    .catch((e: unknown) => {
+      warn(`cache mount ${id} not seeded: ${e instanceof Error ? e.message : String(e)}`);
+      return false;
+    })
+    .finally(() => {
+      if (seeding.get(key) === p) seeding.delete(key);
+    });
   seeding.set(key, p);
-  return true;
+  return p;
 }
 
 /** Leftovers of seeds whose process died: staging and swapped-out directories. */
@@ -276,10 +284,11 @@ async function runSeed(store: Store, id: string, open: () => Promise<NodeJS.Read
  */
 export async function seedCacheMount(store: Store, id: string, tarball: string, meta: SeedMeta): Promise<boolean> {
   let failure: string | undefined;
-  if (!startCacheMountSeed(store, id, async () => createReadStream(tarball, { highWaterMark: 1 << 20 }), meta, (m) => (failure = m))) return false;
-  const done = await cacheMountSeeded(store, id);
+  const done = beginSeed(store, id, async () => createReadStream(tarball, { highWaterMark: 1 << 20 }), meta, (m) => (failure = m));
+  if (!done) return false;
+  const seeded = await done;
   if (failure) throw new StrataError('CACHE_CORRUPT', failure, { hint: 'export the cache again' });
-  return !!done;
+  return seeded;
 }
 
 /** Packs a cache mount into a tarball blob in the store (for export). */
