@@ -88,6 +88,8 @@ export interface ProgressStep {
   error?: string;
   /** Lines the step printed (without the `#N 0.123 ` prefix). */
   logs: string[];
+  /** Status lines other than CACHED / miss / DONE / ERROR / logs (e.g. the early cutoff note). */
+  notes: string[];
 }
 
 /** Parses BuildKit-style plain progress (`#N name`, `#N CACHED`, `#N cache miss: ...`, `#N DONE`). */
@@ -102,7 +104,7 @@ export function parseProgress(stderr: string): ProgressStep[] {
     let s = steps.get(num);
     if (!s) {
       // The first line of a vertex (after a blank line) is its name.
-      s = { num, name: rest, cached: false, done: false, logs: [] };
+      s = { num, name: rest, cached: false, done: false, logs: [], notes: [] };
       steps.set(num, s);
       continue;
     }
@@ -113,6 +115,7 @@ export function parseProgress(stderr: string): ProgressStep[] {
     else {
       const log = /^\d+\.\d{3} (.*)$/.exec(rest);
       if (log) s.logs.push(log[1]!);
+      else s.notes.push(rest);
     }
   }
   return [...steps.values()];

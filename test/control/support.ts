@@ -1,49 +1,21 @@
 // Shared pieces of the cache-control tests (TTL, du, prune, cache mounts, GC): a store per test
-// file driven through the real CLI, a parser for `--progress=plain` that keeps status notes, and
+// file driven through the real CLI, the plain-progress parser of the build tests, and
 // readers for `strata du --format json` and `strata doctor`.
 import { existsSync, readFileSync } from 'node:fs';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { StrataEnv, STRATA_BIN, expectOk, type RunResult } from '../build/harness.js';
+import { StrataEnv, STRATA_BIN, expectOk, parseProgress, type ProgressStep, type RunResult } from '../build/harness.js';
 import { busyboxLayout } from '../helpers/base-images.js';
 import { cacheMountKey } from '../../src/cache/cache-mounts.js';
 
 export { StrataEnv, expectOk, type RunResult };
 
-export interface PlainStep {
-  num: number;
-  /** `[stage 2/4] RUN ...` */
-  name: string;
-  cached: boolean;
-  miss?: string;
-  /** Status lines other than CACHED / miss / DONE / logs (e.g. the early cutoff note). */
-  notes: string[];
-  logs: string[];
-}
+/** A vertex of the plain progress output (the build tests' parser: one for every test area). */
+export type PlainStep = ProgressStep;
 
 /** Every vertex of the plain progress output, `[internal]` loads included. */
-export function parsePlainSteps(stderr: string): PlainStep[] {
-  const steps = new Map<number, PlainStep>();
-  for (const line of stderr.split('\n')) {
-    const m = /^#(\d+) (.*)$/.exec(line);
-    if (!m) continue;
-    const num = Number(m[1]);
-    const rest = m[2]!;
-    const s = steps.get(num);
-    if (!s) {
-      steps.set(num, { num, name: rest, cached: false, notes: [], logs: [] });
-      continue;
-    }
-    const log = /^\d+\.\d{3} (.*)$/.exec(rest);
-    if (rest === 'CACHED') s.cached = true;
-    else if (rest.startsWith('cache miss: ')) s.miss = rest.slice('cache miss: '.length);
-    else if (log) s.logs.push(log[1]!);
-    else if (/^DONE \d/.test(rest) || rest.startsWith('ERROR: ')) continue;
-    else s.notes.push(rest);
-  }
-  return [...steps.values()];
-}
+export const parsePlainSteps = parseProgress;
 
 /** The instruction steps of the plain progress output. */
 export function parsePlain(stderr: string): PlainStep[] {
