@@ -10,6 +10,7 @@ import { spawnSync } from 'node:child_process';
 import { closeSync, mkdirSync, mkdtempSync, openSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import Database from 'better-sqlite3';
 import { startRegistry, type TestRegistry } from '../test/helpers/registry.js';
 import { busyboxLayout } from '../test/helpers/base-images.js';
 import { checkInterrupted, onCleanup, removeTree, runCleanup } from './lib/cleanup.js';
@@ -99,6 +100,20 @@ function duBytes(path: string): number {
   return Number(r.stdout.split('\t')[0]);
 }
 
+/**
+ * Forgets the compressed variants an earlier run's exports left in the store, so every run's local
+ * exports compress again (the registry export still reuses what this run's gzip export made).
+ */
+function forgetVariants(store: string): void {
+  const db = new Database(join(store, 'index.db'));
+  try {
+    db.pragma('busy_timeout = 10000');
+    db.prepare('DELETE FROM layer_variants').run();
+  } finally {
+    db.close();
+  }
+}
+
 /** Page cache writeback of one operation must not be charged to the next. */
 function sync(): void {
   spawnSync('sync');
@@ -162,6 +177,7 @@ async function main(): Promise<void> {
     sync();
     record('floor: cp file newdir/', 'cp', await runTimed('cp', [tarFile, cpDir]), duBytes(cpDir));
 
+    forgetVariants(store);
     for (const compression of ['gzip', 'zstd'] as const) {
       const dest = join(dir, `local-${compression}`);
       sync();

@@ -7,8 +7,8 @@
 // files, encrypted data) is stored (level 0): deflate would spend 30 ms per MiB to save nothing.
 // The bytes depend only on the input and the level, never on the chunking or the thread count.
 //
-// zstd: the zstd binary reads the tar from its file descriptor and writes the blob file itself
-// (-T0: its output does not depend on the thread count); Node only hashes the result.
+// zstd: the zstd binary reads the tar from its file descriptor (-T0: its output does not depend on
+// the thread count); Node hashes and writes its output as it comes.
 import { spawn } from 'node:child_process';
 import { createHash, type Hash } from 'node:crypto';
 import { copyFile, open, rename, rm, type FileHandle } from 'node:fs/promises';
@@ -158,19 +158,72 @@ async function hashFile(path: string): Promise<{ digest: string; size: number }>
   return { digest: `sha256:${h.digest('hex')}`, size };
 }
 
-function runZstd(inputFd: number, outputFd: number, level: number): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const child = spawn('zstd', [`-${level}`, '-T0', '-c', '-q'], { stdio: [inputFd, outputFd, 'pipe'] });
-    let stderr = '';
-    child.stderr!.on('data', (d: Buffer) => {
-      stderr = (stderr + d.toString('utf8')).slice(-4000);
-    });
+/** Writes chunks to `fh` in order, ~1 MiB at a time, without making the producer wait for each write. */
+class QueuedWriter {
+  private writing: Promise<unknown> = Promise.resolve();
+  private queued = 0;
+  private parts: Buffer[] = [];
+  private length = 0;
+  constructor(private readonly fh: FileHandle) {}
+
+  async add(chunk: Buffer): Promise<void> {
+    this.parts.push(chunk);
+    this.length += chunk.length;
+    if (this.length >= 1 << 20) await this.flushParts();
+  }
+
+  private async flushParts(): Promise<void> {
+    if (this.length === 0) return;
+    const data = this.parts.length === 1 ? this.parts[0]! : Buffer.concat(this.parts, this.length);
+    this.parts = [];
+    this.length = 0;
+    this.queued++;
+    this.writing = this.writing.then(() => this.fh.write(data)).finally(() => this.queued--);
+    this.writing.catch(() => undefined);
+    if (this.queued > 4) await this.writing;
+  }
+
+  async end(): Promise<void> {
+    await this.flushParts();
+    await this.writing;
+  }
+}
+
+/**
+ * zstd reads the tar straight from its descriptor (-T0 on every core); its output is hashed and
+ * written here as it arrives, overlapping with the compression.
+ */
+async function zstdToFile(input: FileHandle, output: FileHandle, level: number): Promise<{ digest: string; size: number }> {
+  const child = spawn('zstd', [`-${level}`, '-T0', '-c', '-q'], { stdio: [input.fd, 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr!.on('data', (d: Buffer) => {
+    stderr = (stderr + d.toString('utf8')).slice(-4000);
+  });
+  const exited = new Promise<void>((resolve, reject) => {
     child.once('error', reject);
     child.once('close', (code, signal) => {
       if (code === 0) resolve();
       else reject(new Error(`zstd failed (${code === null ? `signal ${signal}` : `exit ${code}`})${stderr ? `: ${stderr.trim()}` : ''}`));
     });
   });
+  exited.catch(() => undefined);
+  const hash = createHash('sha256');
+  let size = 0;
+  const writer = new QueuedWriter(output);
+  try {
+    for await (const chunk of child.stdout!) {
+      hash.update(chunk as Buffer);
+      size += (chunk as Buffer).length;
+      await writer.add(chunk as Buffer);
+    }
+    await writer.end();
+    await exited;
+  } catch (e) {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    await exited.catch(() => undefined);
+    throw e;
+  }
+  return { digest: `sha256:${hash.digest('hex')}`, size };
 }
 
 export interface CompressedLayer {
@@ -204,7 +257,8 @@ export async function compressLayer(
         const output = await open(tmp, 'w');
         try {
           // The tar is hashed (when needed) while zstd reads the same pages on its own threads.
-          const [, d] = await Promise.all([runZstd(input.fd, output.fd, opts.level ?? 3), diffId ? undefined : hashFile(tarPath)]);
+          const [b, d] = await Promise.all([zstdToFile(input, output, opts.level ?? 3), diffId ? undefined : hashFile(tarPath)]);
+          blob = b;
           diffId ??= d!.digest;
         } finally {
           await output.close();
@@ -212,7 +266,6 @@ export async function compressLayer(
       } finally {
         await input.close();
       }
-      blob = await hashFile(tmp);
     } else {
       const diffHash = diffId ? undefined : createHash('sha256');
       const blobHash = createHash('sha256');
@@ -222,17 +275,13 @@ export async function compressLayer(
         const output = await open(tmp, 'w');
         try {
           // Writes queue behind each other so deflating the next members never waits for the disk.
-          let writing: Promise<unknown> = Promise.resolve();
-          let queued = 0;
+          const writer = new QueuedWriter(output);
           for await (const member of gzipMembers(readAhead(readFileChunks(input, diffHash)), opts.level ?? 6)) {
             blobHash.update(member);
             size += member.length;
-            queued++;
-            writing = writing.then(() => output.write(member)).finally(() => queued--);
-            writing.catch(() => undefined);
-            if (queued > 4) await writing;
+            await writer.add(member);
           }
-          await writing;
+          await writer.end();
         } finally {
           await output.close();
         }

@@ -110,6 +110,15 @@ test('compressLayer: gzip and zstd blobs decompress to the tar, digests and size
 
     // A failing compressor leaves no temp file and says what failed.
     await assert.rejects(compressLayer(join(dir, 'missing.tar'), { out: join(dir, 'x.gz'), compression: 'gzip' }), /ENOENT/);
+    const path = process.env.PATH;
+    process.env.PATH = join(dir, 'no-such-bin');
+    try {
+      await assert.rejects(compressLayer(tar, { out: join(dir, 'x.zst'), compression: 'zstd' }), /ENOENT|zstd/);
+    } finally {
+      process.env.PATH = path;
+    }
+    // zstd itself failing (it cannot read a directory) is reported with its exit code and message.
+    await assert.rejects(compressLayer(tmpdir(), { out: join(dir, 'bad.zst'), compression: 'zstd', diffId }), /zstd failed \(exit \d+\).*[Rr]ead error/);
     assert.deepEqual(spawnSync('ls', [dir], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean).sort(),
       ['again.gz', 'copy.tar', 'layer.gz', 'layer.tar', 'layer.zst']);
   } finally {
