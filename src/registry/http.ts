@@ -130,6 +130,10 @@ function once(url: URL, o: HttpRequestOptions, headers: Record<string, string>):
     const body = o.body;
     if (body instanceof Readable) {
       body.on('error', (e) => req.destroy(e));
+      // A server that answers (or hangs up) before taking the whole upload leaves the file open otherwise.
+      req.on('close', () => {
+        if (!body.readableEnded) body.destroy();
+      });
       body.pipe(req);
     } else {
       req.end(body);
