@@ -32,7 +32,6 @@ class CopyWorker {
 
   constructor() {
     this.worker = new Worker(new URL('./copy-worker.js', import.meta.url));
-    this.worker.unref();
     this.worker.on('message', (r: JobReply) => {
       const p = this.pending.get(r.id);
       if (!p) return;
@@ -43,6 +42,9 @@ class CopyWorker {
     });
     this.worker.on('error', (e) => this.fail(e));
     this.worker.on('exit', (code) => this.fail(new Error(`copy worker stopped (exit code ${code})`)));
+    // After the listeners: adding a 'message' listener refs the worker's port again, and a worker
+    // started for a copy that then ran inline would keep the process alive.
+    this.worker.unref();
   }
 
   private fail(e: Error): void {

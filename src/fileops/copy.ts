@@ -15,6 +15,7 @@ import { parseChmod, type Chmod } from './chmod.js';
 import { prepareCopyWorkers, runFileJobs } from './copy-workers.js';
 import type { FileJob, FileOpJob, SymlinkJob } from './file-jobs.js';
 import { downloadUrl, isUrlSource, type Downloaded } from './http.js';
+import { finishDeferred, type CopyReuse, type DeferredFile, type LinkStats } from './link-reuse.js';
 import { mkdirAllHost, mkdirAllInside, type Owner } from './mkdir.js';
 
 export interface CopyRequest {
@@ -46,15 +47,27 @@ export interface CopyRequest {
   prefetched?: Record<string, Downloaded>;
   /** COPY <<NAME dest: a file NAME with this content. */
   heredocs?: { name: string; content: string }[];
+  /**
+   * An earlier result of the same step to hard-link unchanged files from (context sources only).
+   * Those files are left out of destRoot; CopyResult.finish puts them into the unmounted upper.
+   */
+  reuse?: CopyReuse;
 }
 
 export interface CopyResult {
   copied: number;
+  /**
+   * Set when files were left for later (see CopyRequest.reuse): call with the step's upper dir once
+   * the overlay is unmounted; it links them from the earlier layer or copies them.
+   */
+  finish?: (upper: string) => Promise<LinkStats>;
 }
 
 interface Leaf {
   kind: 'tree';
   base: string;
+  /** The source match's name as the context checksum names its paths (context matches only). */
+  matchName?: string;
   root: TreeEntry;
   entries: TreeEntry[];
   keepOwner: boolean;
@@ -68,6 +81,9 @@ interface Ctx {
   dirPerm: number;
   inodes: Map<string, string>;
   copied: number;
+  /** Files left for CopyResult.finish, with the times of the directories holding them. */
+  deferred: DeferredFile[];
+  dirTimes: Map<string, [number, number]>;
 }
 
 /** In-container destination, absolute and cleaned, and whether it names a directory (`/`, `.`). */
@@ -256,7 +272,7 @@ async function copyTree(ctx: Ctx, leaf: Leaf, destIn: { path: string; dirLike: b
   const srcIsDir = leaf.root.kind === 'dir';
   if (!srcIsDir && fiDest?.isDirectory()) dst = path.join(dst, leaf.base);
   const parent = srcIsDir && !fiDest ? dst : path.dirname(dst);
-  await mkdirAllHost(parent, ctx.dirPerm, owner);
+  const madeParents = await mkdirAllHost(parent, ctx.dirPerm, owner);
 
   const batch: Batch = { jobs: [], after: [] };
   if (!srcIsDir) {
@@ -266,10 +282,19 @@ async function copyTree(ctx: Ctx, leaf: Leaf, destIn: { path: string; dirLike: b
   }
 
   const rootCreated = copyDirOnly(ctx, dst, leaf.root.st, false);
+  // Linking unchanged files from an earlier layer (link-reuse.ts) happens only in directories this
+  // copy creates: nothing of the lowers shows there, so the upper alone is the result.
+  const reuse = ctx.req.reuse && leaf.matchName !== undefined && !leaf.keepOwner && !leaf.xattrs ? ctx.req.reuse : undefined;
+  const srcPrefix = leaf.matchName ? `${leaf.matchName}/` : '';
+  const dstRel = path.relative(ctx.req.destRoot, dst).split(path.sep).join('/');
+  const dstRelPrefix = dstRel === '' ? '' : `${dstRel}/`;
   // Dir metadata goes on after the contents (writing children moves a dir's mtime).
   const dirsDone: { e: TreeEntry; target: string; created: boolean }[] = [];
   const freshDirs = new Set<string>();
-  if (rootCreated) freshDirs.add('');
+  // A destination dir just made by mkdirAllHost is as empty as one copyDirOnly made.
+  if (rootCreated || madeParents.includes(dst)) freshDirs.add('');
+  const freshStat = new Map<string, Stats>();
+  if (freshDirs.has('')) freshStat.set('', leaf.root.st);
   const pause = new Pacer();
   // dst is clean and rel a plain relative path: concatenation is path.join's result, much cheaper.
   const dstPrefix = dst.endsWith('/') ? dst : dst + '/';
@@ -282,6 +307,7 @@ async function copyTree(ctx: Ctx, leaf: Leaf, destIn: { path: string; dirLike: b
     if (e.kind === 'dir') {
       const created = inFresh ? (fs.mkdirSync(target, { mode: e.st.mode & 0o777 }), true) : copyDirOnly(ctx, target, e.st, true);
       if (created) freshDirs.add(e.rel);
+      if (created && reuse) freshStat.set(e.rel, e.st);
       if (!e.parentOnly || created) dirsDone.push({ e, target, created });
       ctx.copied++;
       continue;
@@ -289,6 +315,14 @@ async function copyTree(ctx: Ctx, leaf: Leaf, destIn: { path: string; dirLike: b
     if (e.kind === 'file' || e.kind === 'symlink') {
       // The common kinds without a promise per entry.
       if (!inFresh) ensureEmptyFileTarget(ctx, target);
+      else if (reuse && e.kind === 'file' && e.st.nlink === 1 && reuse.unchanged(srcPrefix + e.rel)) {
+        const parent = slash < 0 ? '' : e.rel.slice(0, slash);
+        const pst = freshStat.get(parent)!;
+        ctx.dirTimes.set(dstRel === '' ? parent : parent === '' ? dstRel : `${dstRel}/${parent}`, [pst.atimeMs / 1000, pst.mtimeMs / 1000]);
+        ctx.deferred.push({ job: fileJob(ctx, leaf, e, target), rel: dstRelPrefix + e.rel });
+        ctx.copied++;
+        continue;
+      }
       queueLeaf(ctx, leaf, e, target, batch);
     } else await copyLeaf(ctx, leaf, e, target, batch, inFresh);
   }
@@ -336,6 +370,8 @@ export async function copyFiles(req: CopyRequest): Promise<CopyResult> {
     dirPerm: chmod?.octal !== undefined ? chmod.octal & 0o777 : 0o755,
     inodes: new Map(),
     copied: 0,
+    deferred: [],
+    dirTimes: new Map(),
   };
   const destIn = containerDest(req.dest, req.workdir);
   const heredocNames = new Set((req.heredocs ?? []).map((h) => h.name));
@@ -371,7 +407,7 @@ export async function copyFiles(req: CopyRequest): Promise<CopyResult> {
       for (const m of sel.matches) {
         const base = m.name === '' ? '/' : path.posix.basename(m.name);
         const archive = (req.isAdd ?? false) && req.unpack !== false && m.root.kind === 'file' && (await detectArchive(m.root.host)) !== undefined;
-        leaves.push({ kind: 'tree', base, root: m.root, entries: m.entries, keepOwner: req.srcIsRootfs, xattrs: req.srcIsRootfs, archive });
+        leaves.push({ kind: 'tree', base, matchName: req.srcIsRootfs ? undefined : m.name, root: m.root, entries: m.entries, keepOwner: req.srcIsRootfs, xattrs: req.srcIsRootfs, archive });
       }
     }
     for (const h of req.heredocs ?? []) {
@@ -389,6 +425,8 @@ export async function copyFiles(req: CopyRequest): Promise<CopyResult> {
       if (!existing.lstat?.isDirectory()) throw tooMany(req.isAdd ?? false);
     }
 
+    // With several sources a later one may overwrite an earlier one's file: no deferring then.
+    if (leaves.length !== 1) ctx.req = { ...req, reuse: undefined };
     for (const leaf of leaves) {
       if (leaf.archive) {
         const { host } = await mkdirAllInside(req.destRoot, destIn.path, 0o755, req.chown);
@@ -397,7 +435,10 @@ export async function copyFiles(req: CopyRequest): Promise<CopyResult> {
       }
       await copyTree(ctx, leaf, destIn);
     }
-    return { copied: ctx.copied };
+    const { deferred, dirTimes } = ctx;
+    const reuse = ctx.req.reuse;
+    if (!reuse || deferred.length === 0) return { copied: ctx.copied };
+    return { copied: ctx.copied, finish: (upper) => finishDeferred(reuse, upper, deferred, dirTimes) };
   } finally {
     await fsp.rm(tmp, { recursive: true, force: true });
   }

@@ -5,6 +5,8 @@ import type { LayerInfo, Store } from '../cache/store.js';
 import type { CopyOp, MkdirOp, Vertex } from '../graph/ops.js';
 import { resolveUser } from '../executor/user.js';
 import { copyFiles, ensureWorkdir } from '../fileops/copy.js';
+import type { CopyReuse } from '../fileops/link-reuse.js';
+import { matchStep, type PreviousBuild, type StepInputs } from '../cache/explain.js';
 import { commitUpper, type CommitOptions } from './commit.js';
 import { mountChain, type MountedChain } from './mounts.js';
 
@@ -14,10 +16,38 @@ export interface FileStepContext {
   ignore?: (relPath: string, isDir: boolean) => boolean;
   ignoreMayReinclude?: boolean;
   commit: Omit<CommitOptions, 'mountpoints'>;
+  /** This step's key inputs and the previous build: where unchanged files may be linked from. */
+  history?: { previous?: PreviousBuild; inputs?: StepInputs };
 }
 
 function position(v: Vertex) {
   return v.location && { file: v.location.file, line: v.location.line };
+}
+
+/**
+ * The previous result of this COPY from a context, when it was made on the same parent chain by the
+ * same instruction: files whose checksum is unchanged since can be hard-linked from its unpacked
+ * layer (fileops/link-reuse.ts checks everything else per file).
+ */
+export function copyReuse(store: Store, vertex: Vertex, op: CopyOp, parent: LayerInfo[], history: FileStepContext['history']): CopyReuse | undefined {
+  const cur = history?.inputs;
+  if (op.from.kind !== 'context' || !cur?.files || !history?.previous) return undefined;
+  const prev = matchStep(history.previous, { stage: vertex.stage, instruction: vertex.instruction, stepLabel: vertex.stepLabel });
+  const before = prev?.inputs.files;
+  if (!prev || !before || prev.inputs.op !== cur.op || prev.inputs.inputs[0] !== cur.inputs[0] || prev.inputs.sourceDateEpoch !== cur.sourceDateEpoch) return undefined;
+  const rec = store.db.prepare('SELECT chain, layer FROM cache_records WHERE key=?').get(prev.key) as { chain: string; layer: string | null } | undefined;
+  if (!rec?.layer) return undefined;
+  const chain = JSON.parse(rec.chain) as string[];
+  if (chain.length !== parent.length + 1 || chain[parent.length] !== rec.layer || parent.some((l, i) => chain[i] !== l.diffId)) return undefined;
+  if (!store.layerReady(rec.layer)) return undefined;
+  const now = cur.files;
+  return {
+    layerDir: store.layerDir(rec.layer),
+    unchanged: (p) => {
+      const b = before[p];
+      return b !== undefined && b === now[p];
+    },
+  };
 }
 
 export async function runCopy(vertex: Vertex, op: CopyOp, inputs: LayerInfo[][], ctx: FileStepContext): Promise<LayerInfo | undefined> {
@@ -41,8 +71,9 @@ export async function runCopy(vertex: Vertex, op: CopyOp, inputs: LayerInfo[][],
       const u = await resolveUser(root.merged, op.chown);
       chown = { uid: u.uid, gid: u.gid };
     }
+    let finish: ((upper: string) => Promise<unknown>) | undefined;
     try {
-      await copyFiles({
+      ({ finish } = await copyFiles({
         srcRoot,
         srcIsRootfs,
         ignore: op.from.kind === 'context' && op.from.name === 'context' ? ctx.ignore : undefined,
@@ -59,13 +90,15 @@ export async function runCopy(vertex: Vertex, op: CopyOp, inputs: LayerInfo[][],
         checksum: op.checksum,
         unpack: op.unpack,
         heredocs: op.heredocs,
-      });
+        reuse: copyReuse(ctx.store, vertex, op, inputs[0]!, ctx.history),
+      }));
     } catch (e) {
       if (e instanceof StrataError && !e.position) throw new StrataError(e.code, e.message, { position: position(vertex), hint: e.hint, cause: e });
       throw e;
     }
     await root.release({ keepUpper: true });
     committed = true;
+    if (finish) await finish(root.upper);
     return await commitUpper(ctx.store, root.upper, root.lowers, { ...ctx.commit, mountpoints: [] });
   } finally {
     if (!committed) await root.release().catch(() => undefined);

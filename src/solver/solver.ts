@@ -85,6 +85,8 @@ export class Solver {
   private readonly results = new Map<number, Promise<VertexResult>>();
   private readonly byKey = new Map<string, { vertex: Vertex; result: Promise<VertexResult> }>();
   private readonly sem: Semaphore;
+  /** Key inputs of the steps that run, for their runners (a COPY links unchanged files from its previous result). */
+  private readonly missInputs = new Map<number, StepInputs>();
   readonly steps: { vertex: Vertex; result: VertexResult }[] = [];
   /** Bytes of context file content read for checksums (0 on a warm stat cache). */
   contextBytesRead = 0;
@@ -202,6 +204,7 @@ export class Solver {
       }
     }
     this.o.events({ type: 'miss', vertex: ref, reason, time: Date.now() });
+    this.missInputs.set(v.id, stepInputs);
     const layer = await this.sem.run(async () => {
       const made = await this.execute(v, inputs.map((i) => i.chain), ref);
       if (stepInputs.filesDigest !== undefined) await this.verifyContextUnchanged(v, ref, stepInputs);
@@ -340,7 +343,7 @@ export class Solver {
         }
         case 'copy': {
           const { runCopy } = await import('./file-steps.js');
-          return await runCopy(v, op, inputs, { store: this.o.store, contextDirs: this.o.contextDirs, ignore: this.o.ignore, ignoreMayReinclude: this.o.ignoreMayReinclude, commit });
+          return await runCopy(v, op, inputs, { store: this.o.store, contextDirs: this.o.contextDirs, ignore: this.o.ignore, ignoreMayReinclude: this.o.ignoreMayReinclude, commit, history: { previous: this.o.previous, inputs: this.missInputs.get(v.id) } });
         }
         case 'mkdir': {
           const { runMkdir } = await import('./file-steps.js');
