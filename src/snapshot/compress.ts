@@ -94,15 +94,19 @@ async function* fixedPieces(src: AsyncIterable<Buffer>, size: number): AsyncGene
  * The gzip blob of a byte stream as a series of members (one per GZIP_MEMBER_BYTES of input),
  * several deflated at once, yielded in order. Empty input gives one empty member, as gzip does.
  */
-export async function* gzipMembers(src: AsyncIterable<Buffer>, level = 6): AsyncGenerator<Buffer> {
+export function gzipMembers(src: AsyncIterable<Buffer>, level = 6): AsyncGenerator<Buffer> {
+  return members(src, level, true);
+}
+
+/** `copy`: the source may reuse a chunk's memory once asked for the next (compressLayer's never do). */
+async function* members(src: AsyncIterable<Buffer>, level: number, copy: boolean): AsyncGenerator<Buffer> {
   const limit = gzipParallelism();
   const queue: Promise<Buffer>[] = [];
   let any = false;
   try {
     for await (const piece of fixedPieces(src, GZIP_MEMBER_BYTES)) {
       any = true;
-      // Copy: the source may reuse its buffer once we ask for the next chunk.
-      const p = gzipMember(Buffer.from(piece), level);
+      const p = gzipMember(copy ? Buffer.from(piece) : piece, level);
       p.catch(() => undefined);
       queue.push(p);
       if (queue.length >= limit) yield await queue.shift()!;
@@ -276,7 +280,7 @@ export async function compressLayer(
         try {
           // Writes queue behind each other so deflating the next members never waits for the disk.
           const writer = new QueuedWriter(output);
-          for await (const member of gzipMembers(readAhead(readFileChunks(input, diffHash)), opts.level ?? 6)) {
+          for await (const member of members(readAhead(readFileChunks(input, diffHash)), opts.level ?? 6, false)) {
             blobHash.update(member);
             size += member.length;
             await writer.add(member);
