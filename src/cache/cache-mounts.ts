@@ -251,7 +251,10 @@ async function runSeed(store: Store, id: string, open: () => Promise<NodeJS.Read
     if (actual !== meta.digest) {
       throw new StrataError('CACHE_CORRUPT', `cache mount ${id}: tarball ${meta.digest} does not match its digest (got ${actual}): tampered or truncated`, { hint: 'export the cache again' });
     }
-    if (fed || code !== 0) {
+    // tar stops reading at the archive's end marker and exits: the zero padding after it may still
+    // be on its way (a broken pipe). That is a complete archive (the digest covered every byte).
+    const stoppedEarly = code === 0 && ['EPIPE', 'ERR_STREAM_PREMATURE_CLOSE', 'ERR_STREAM_DESTROYED'].includes((fed as { code?: string } | undefined)?.code ?? '');
+    if ((fed && !stoppedEarly) || code !== 0) {
       const why = code !== 0 ? new ProcessError('tar', code, stderr.trim()).message : fed instanceof Error ? fed.message : String(fed);
       throw new StrataError('CACHE_CORRUPT', `cache mount ${id}: cannot unpack the exported tarball: ${why}`, { hint: 'export the cache again' });
     }

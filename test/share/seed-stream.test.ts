@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { Readable } from 'node:stream';
+import { gzipSync } from 'node:zlib';
 import { Machine, busyboxContext, expectOk, stepsSummary } from './support.js';
 import { Store } from '../../src/cache/store.js';
 import { acquireCacheMount, cacheMountDir, seedCacheMount } from '../../src/cache/cache-mounts.js';
@@ -158,12 +159,23 @@ test('seedCacheMount: a tarball whose bytes do not match the digest leaves the m
   assert.equal(row.last_used, 2);
   assert.ok(statSync(join(base, 'data', 'imported')).isFile());
 
+  // tar exits at the end-of-archive marker without reading what follows (here 2 MiB of zeros, more
+  // than a pipe holds): a complete archive all the same.
+  const padded = join(tmp, 'padded.tar.gz');
+  const src = mkdtempSync(join(tmp, 'padsrc-'));
+  writeFileSync(join(src, 'after-padding'), 'ok');
+  const raw = spawnSync('tar', ['-c', '-f', '-', '-C', src, '.'], { maxBuffer: 1 << 26 }).stdout;
+  writeFileSync(padded, gzipSync(Buffer.concat([raw, Buffer.alloc(2 << 20)])));
+  const paddedDigest = 'sha256:' + createHash('sha256').update(readFileSync(padded)).digest('hex');
+  assert.equal(await seedCacheMount(store, 'm', padded, meta(paddedDigest)), true);
+  assert.deepEqual(readdirSync(join(base, 'data')), ['after-padding']);
+
   // A tarball that is not a tar (right digest): refused, the mount stays.
   const junk = join(tmp, 'junk.tar.gz');
   writeFileSync(junk, 'not a tarball at all');
   const junkDigest = 'sha256:' + createHash('sha256').update(readFileSync(junk)).digest('hex');
   await assert.rejects(seedCacheMount(store, 'm', junk, meta(junkDigest)), /cannot unpack/);
-  assert.deepEqual(readdirSync(join(base, 'data')), ['imported']);
+  assert.deepEqual(readdirSync(join(base, 'data')), ['after-padding']);
   assert.ok(!readdirSync(base).some((n) => n.startsWith('import-')));
 });
 
