@@ -246,16 +246,28 @@ class Planner {
       history = parent.history.map((h) => ({ ...h, entry: { ...h.entry } }));
       base = { ...base, history: parent.base.history, diffIds: parent.base.diffIds };
       author = parent.author;
+    } else if (named?.kind === 'dir') {
+      // A local folder as a base (buildx `--build-context NAME=DIR`, then `FROM NAME`): the stage
+      // starts from the folder's files, as BuildKit's local source does; no image config comes with it.
+      base = { config: {}, history: [], diffIds: [] };
+      const scratch = this.addVertex({ op: { kind: 'scratch' }, inputs: [], instruction: 'FROM scratch', stage: name, stepLabel: '[internal]', args: {}, noCache: false });
+      baseVertex = this.addVertex({
+        op: { kind: 'copy', from: { kind: 'context', name: fromWord }, sources: ['.'], dest: '/', workdir: '/', excludes: [], parents: false, link: false, isAdd: false, heredocs: [] },
+        inputs: [scratch],
+        instruction: raw.from.original,
+        location: { file: this.opts.file, line: raw.from.startLine, endLine: raw.from.endLine },
+        stage: name,
+        stepLabel: `[${name} 1/${raw.body.length + 1}]`,
+        args: {},
+        noCache: this.stageNoCache(name, raw.index),
+      });
+      history = [{ entry: { created_by: `FROM ${fromWord} (local folder) # strata`, comment: 'strata.dockerfile.v0' }, vertex: baseVertex }];
     } else if (fromWord.toLowerCase() === 'scratch' && !named) {
       base = { config: {}, history: [], diffIds: [] };
       baseVertex = this.addVertex({ op: { kind: 'scratch' }, inputs: [], instruction: 'FROM scratch', stage: name, stepLabel: '[internal]', args: {}, noCache: false });
     } else {
       let op: Exclude<SourceOp, { kind: 'scratch' }>;
-      if (named?.kind === 'dir') {
-        throw new StrataError('UNSUPPORTED', `FROM ${fromWord}: a local folder as a base image is not supported; use oci-layout:// or an image`, {
-          position: this.pos(raw.from.startLine),
-        });
-      } else if (named?.kind === 'layout') op = { kind: 'layout', dir: named.dir, ref: named.ref };
+      if (named?.kind === 'layout') op = { kind: 'layout', dir: named.dir, ref: named.ref };
       else if (named?.kind === 'image') op = { kind: 'image', ref: named.ref };
       else if (fromWord.startsWith('oci-layout://')) op = parseLayoutRef(fromWord.slice('oci-layout://'.length));
       else if (fromWord === '') {

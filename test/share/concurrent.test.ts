@@ -29,10 +29,14 @@ test('two jobs exporting to one folder at once: serialized, both kept, nothing d
   machines.push(a, b);
   const dir = join(a.root, 'shared');
   const to = ['--cache-to', `type=local,dest=${dir},mode=max,mounts=all,keep=20`];
+  // The steps both jobs share (FROM, WORKDIR) must make the same bytes on both machines, or the
+  // merged index holds one job's WORKDIR result and the other job's COPY built on another one:
+  // without SOURCE_DATE_EPOCH the WORKDIR layer carries the second it ran in (as with BuildKit).
+  const sde = ['--build-arg', 'SOURCE_DATE_EPOCH=1700000000'];
   const ctxA = a.context('ctx', v1);
   const ctxB = b.context('ctx', v2);
   // Builds that export at the same time, then bare `cache export`s racing harder (no build before).
-  const [ra, rb] = await Promise.all([a.build(ctxA, [...bb, ...to]), b.build(ctxB, [...bb, ...to])]);
+  const [ra, rb] = await Promise.all([a.build(ctxA, [...bb, ...sde, ...to]), b.build(ctxB, [...bb, ...sde, ...to])]);
   expectOk(ra, 'job A');
   expectOk(rb, 'job B');
   // Readers meanwhile: every `cache ls` sees one whole cache (an export swaps index.json, then
@@ -58,8 +62,8 @@ test('two jobs exporting to one folder at once: serialized, both kept, nothing d
   assert.deepEqual(files, new Set([m.manifestDigest, m.config.digest, ...m.layers.map((l) => l.digest)].map((d) => d.slice(7))), 'every referenced blob exists, no other file');
   assert.deepEqual(readdirSync(dir).sort(), ['blobs', 'index.json', 'oci-layout'], 'no lock or temp file left');
   assert.equal(index.exports.length, 11);
-  const f1 = await freshHits('c1', v1, [...bb, '--cache-from', `type=local,src=${dir}`], machines);
-  const f2 = await freshHits('c2', v2, [...bb, '--cache-from', `type=local,src=${dir}`], machines);
+  const f1 = await freshHits('c1', v1, [...bb, ...sde, '--cache-from', `type=local,src=${dir}`], machines);
+  const f2 = await freshHits('c2', v2, [...bb, ...sde, '--cache-from', `type=local,src=${dir}`], machines);
   assert.ok(f1.hit, f1.summary);
   assert.ok(f2.hit, f2.summary);
 });

@@ -1,7 +1,7 @@
 // `strata build`: buildx's flags, the embedded store, and BuildKit-like progress output.
 import type { Command } from 'commander';
 import { existsSync, mkdtempSync, readFileSync, statfsSync, writeFileSync } from 'node:fs';
-import { cp, mkdir, rm } from 'node:fs/promises';
+import { mkdir, rm } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -358,7 +358,17 @@ async function runOutput(o: OutputSpec, image: BuiltImage, chain: import('../../
     const dest = resolve(o.dest);
     await mkdir(dest, { recursive: true });
     const { withChain } = await import('../../solver/mounts.js');
-    await withChain(store, chain, (merged) => cp(merged, dest, { recursive: true, verbatimSymlinks: true, force: true, preserveTimestamps: true }));
+    // GNU cp, not fs.cp: fs.cp refuses to replace a symlink left by an earlier export to the same
+    // folder when its absolute target resolves inside the source (`/linuxrc -> /bin/busybox`).
+    await withChain(store, chain, async (merged) => {
+      const { spawnSync } = await import('node:child_process');
+      const r = spawnSync('cp', ['-a', '--', `${merged}/.`, `${dest}/`], { encoding: 'utf8' });
+      if (r.status !== 0) {
+        throw new StrataError('OUTPUT_FAILED', `cannot write the local output to ${dest}: ${(r.stderr || r.error?.message || '').trim()}`, {
+          hint: 'check that the folder is writable and holds nothing the image replaces with another file type',
+        });
+      }
+    });
     return;
   }
   await exportImage(o, image, store, bases.client, flags.tag);
