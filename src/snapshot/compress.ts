@@ -53,16 +53,35 @@ export function looksIncompressible(piece: Buffer): boolean {
   return entropyBits(counts, SAMPLE_WINDOWS * SAMPLE_WINDOW_BYTES) > STORE_ENTROPY;
 }
 
+/** How many members are deflated at once: every core, leaving a pool thread for file I/O. */
+function gzipParallelism(): number {
+  return Math.max(2, Math.min(availableParallelism(), 3));
+}
+
+/**
+ * Deflate jobs in flight across the process: several layers compressed at once (an image push
+ * compresses its whole chain) must not take every thread of libuv's pool, which file reads and
+ * writes need too.
+ */
+const deflateSlots = { free: gzipParallelism(), waiting: [] as (() => void)[] };
+
+async function withDeflateSlot<T>(fn: () => Promise<T>): Promise<T> {
+  if (deflateSlots.free > 0) deflateSlots.free--;
+  else await new Promise<void>((resolve) => deflateSlots.waiting.push(resolve));
+  try {
+    return await fn();
+  } finally {
+    const next = deflateSlots.waiting.shift();
+    if (next) next();
+    else deflateSlots.free++;
+  }
+}
+
 function gzipMember(piece: Buffer, level: number): Promise<Buffer> {
   const lvl = level > 0 && looksIncompressible(piece) ? 0 : level;
   // One output buffer for the whole member: zlib's default 16 KiB chunks cost more than a stored member itself.
   const chunkSize = piece.length + (piece.length >> 4) + 1024;
-  return new Promise((resolve, reject) => zlib.gzip(piece, { level: lvl, chunkSize: Math.max(chunkSize, 64) }, (e, out) => (e ? reject(e) : resolve(out))));
-}
-
-/** How many members are deflated at once: every core, leaving a pool thread for file I/O. */
-function gzipParallelism(): number {
-  return Math.max(2, Math.min(availableParallelism(), 3));
+  return withDeflateSlot(() => new Promise((resolve, reject) => zlib.gzip(piece, { level: lvl, chunkSize: Math.max(chunkSize, 64) }, (e, out) => (e ? reject(e) : resolve(out)))));
 }
 
 /** Cuts a byte stream at exact multiples of `size` (the last piece may be shorter). */

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import zlib from 'node:zlib';
 import { GZIP_MEMBER_BYTES, compressLayer, gzipMembers, looksIncompressible } from '../../src/snapshot/compress.js';
@@ -122,6 +122,38 @@ test('compressLayer: gzip and zstd blobs decompress to the tar, digests and size
     assert.deepEqual(spawnSync('ls', [dir], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean).sort(),
       ['again.gz', 'copy.tar', 'layer.gz', 'layer.tar', 'layer.zst']);
   } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('several layers compressed at once share the deflate jobs (never more than the cores) and get the same bytes as one at a time', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'strata-compress-many-'));
+  const original = zlib.gzip;
+  let inFlight = 0;
+  let peak = 0;
+  try {
+    const inputs = [0, 1, 2, 3].map((i) => {
+      const file = join(dir, `layer${i}.tar`);
+      writeFileSync(file, Buffer.concat([mixedInput(), Buffer.from(`layer ${i}\n`.repeat(50_000))]));
+      return file;
+    });
+    const alone: string[] = [];
+    for (const f of inputs) alone.push((await compressLayer(f, { out: `${f}.alone.gz`, compression: 'gzip' })).digest);
+    (zlib as { gzip: unknown }).gzip = (buf: Buffer, opts: zlib.ZlibOptions, cb: (e: Error | null, out: Buffer) => void) => {
+      inFlight++;
+      peak = Math.max(peak, inFlight);
+      original(buf, opts, (e, out) => {
+        inFlight--;
+        cb(e, out);
+      });
+    };
+    const together = await Promise.all(inputs.map((f) => compressLayer(f, { out: `${f}.together.gz`, compression: 'gzip' })));
+    assert.deepEqual(together.map((r) => r.digest), alone);
+    for (const f of inputs) assert.ok(zlib.gunzipSync(readFileSync(`${f}.together.gz`)).equals(readFileSync(f)));
+    assert.ok(peak >= 2, `members deflated in parallel: peak ${peak}`);
+    assert.ok(peak <= Math.max(2, Math.min(availableParallelism(), 3)), `deflate jobs in flight across layers: ${peak}`);
+  } finally {
+    (zlib as { gzip: unknown }).gzip = original;
     rmSync(dir, { recursive: true, force: true });
   }
 });
