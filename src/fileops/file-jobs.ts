@@ -41,8 +41,24 @@ const CREATE = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL;
 
 let buffer: Buffer | undefined;
 
+const NOATIME = constants.O_NOATIME ?? 0;
+let noAtime = NOATIME !== 0;
+
+/** Opens a source without touching its atime (see openForHash in context/checksum.ts); the owner or root only. */
+function openSource(p: string): number {
+  if (noAtime) {
+    try {
+      return openSync(p, constants.O_RDONLY | NOATIME);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EPERM') throw e;
+      noAtime = false;
+    }
+  }
+  return openSync(p, constants.O_RDONLY);
+}
+
 function copyContent(job: FileJob): void {
-  const src = openSync(job.src, constants.O_RDONLY);
+  const src = openSource(job.src);
   try {
     const dst = openSync(job.dst, CREATE, job.mode);
     try {

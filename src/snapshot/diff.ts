@@ -227,13 +227,35 @@ function changed(name: string): StrataError {
   });
 }
 
+const READ_FLAGS = fsc.O_RDONLY | fsc.O_NOFOLLOW;
+const NOATIME = fsc.O_NOATIME ?? 0;
+let noAtime = NOATIME !== 0;
+
+/**
+ * Opens a file of the upper for reading without updating its atime. A file the step just wrote
+ * has atime <= ctime (a copy sets the source's atime, a hard link moves ctime), so a plain read
+ * makes relatime write the inode again: measured 34 µs instead of 3 per small file right after
+ * a COPY. Only the owner or root may ask for O_NOATIME; elsewhere reads fall back to plain opens.
+ */
+function openNoAtime(path: Buffer): number {
+  if (noAtime) {
+    try {
+      return openSync(path, READ_FLAGS | NOATIME);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EPERM') throw e;
+      noAtime = false;
+    }
+  }
+  return openSync(path, READ_FLAGS);
+}
+
 /**
  * Reads exactly `size` bytes of a file into `buf` at `offset`, synchronously (small files). It asks
  * for one byte more than expected so that a single read also shows the file did not grow; `buf`
  * must have room for it (the byte lands where padding or the next header goes).
  */
 function readSmall(path: Buffer, size: number, buf: Buffer, offset: number, name: string): void {
-  const fd = openSync(path, fsc.O_RDONLY | fsc.O_NOFOLLOW);
+  const fd = openNoAtime(path);
   try {
     let done = 0;
     for (;;) {
@@ -249,7 +271,11 @@ function readSmall(path: Buffer, size: number, buf: Buffer, offset: number, name
 }
 
 async function* readLarge(path: Buffer, size: number, name: string): AsyncGenerator<Buffer> {
-  const fh = await open(path, fsc.O_RDONLY | fsc.O_NOFOLLOW);
+  const fh = await open(path, READ_FLAGS | (noAtime ? NOATIME : 0)).catch((e: unknown) => {
+    if ((e as NodeJS.ErrnoException).code !== 'EPERM' || !noAtime) throw e;
+    noAtime = false;
+    return open(path, READ_FLAGS);
+  });
   try {
     let offset = 0;
     while (offset < size) {
