@@ -258,7 +258,9 @@ async function runSeed(store: Store, id: string, open: () => Promise<NodeJS.Read
       const why = code !== 0 ? new ProcessError('tar', code, stderr.trim()).message : fed instanceof Error ? fed.message : String(fed);
       throw new StrataError('CACHE_CORRUPT', `cache mount ${id}: cannot unpack the exported tarball: ${why}`, { hint: 'export the cache again' });
     }
-    if (cacheMountInUse(store, id, lease)) return false;
+    if (cacheMountInUse(store, id, lease)) {
+      throw new StrataError('CACHE_MOUNT_BUSY', `cache mount ${id}: another process started using it while the imported tarball unpacked; its contents are kept`);
+    }
     const old = join(base, `old-${tag}`);
     if (existsSync(data)) renameSync(data, old);
     renameSync(staging, data);

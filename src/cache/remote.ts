@@ -231,6 +231,7 @@ export async function fetchCacheBlob(store: Store, source: CacheSource, digest: 
 export interface ImportResult {
   records: number;
   layers: number;
+  /** Cache mounts whose (verified) tarball is being unpacked in the background (startCacheMountSeed). */
   mounts: string[];
   /** Cache mounts that could not be seeded (bad tarball); the records are imported all the same. */
   warnings: string[];
