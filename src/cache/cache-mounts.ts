@@ -240,10 +240,11 @@ async function runSeed(store: Store, id: string, open: () => Promise<NodeJS.Read
     try {
       await pipeline(Readable.from(decompressed(feed)), tar.stdin);
     } catch (e) {
+      // The pipeline closed tar's stdin: tar ends by itself (at once, or with an error on a cut archive).
       fed = e;
-      feed.destroy();
-      if (tar.exitCode === null && tar.signalCode === null) tar.kill('SIGKILL');
     }
+    // Whatever tar did not need is only hashed.
+    feed.destroy();
     const code = await exited.catch(() => null);
     const actual = await digest.catch((e: unknown) => {
       throw new StrataError('CACHE_CORRUPT', `cache mount ${id}: cannot read tarball ${meta.digest}: ${e instanceof Error ? e.message : String(e)}`, { hint: 'export the cache again' });

@@ -174,8 +174,11 @@ export class Materializer {
     const { feed, digest } = readThrough(() => this.openSource(l, src), { copyTo: tmp });
     const { extractLayer } = await import('../snapshot/extract.js');
     const unpack = extractLayer(feed, dir, { label });
-    // An unpacker that gave up reads no more: let the pump finish hashing without it.
-    unpack.catch(() => feed.destroy());
+    // Once the unpacker is done (or gave up) it reads no more: the rest is only hashed.
+    unpack.then(
+      () => feed.destroy(),
+      () => feed.destroy(),
+    );
     const [read, unpacked] = await Promise.allSettled([digest, unpack]);
     try {
       if (read.status === 'rejected') throw this.verifyError(l, src, undefined, read.reason);
