@@ -9,12 +9,13 @@
 // overlayfs copies a file up before changing it), so an inode shared by two layers cannot change
 // under either; deleting a layer dir only drops its own links. A linked file is used only when it
 // is exactly what the copy would have made: same content (the step's checksum says the source file
-// is unchanged since that layer was made), size, mode, owner, mtime to the nanosecond, no xattrs
+// is unchanged since that layer was made), size, mode, owner, mtime (to the microsecond futimes
+// keeps), no xattrs
 // on either directory, and no other file of this copy linked to the same inode (which would turn two files into a hard
 // link pair in the layer tar). Anything else is copied as usual. What differs from a copy is only
 // what no layer records: atime, ctime, inode number and link count (`du` of each layer dir counts
 // shared files in full).
-import { closeSync, fstatSync, futimesSync, linkSync, lstatSync, lutimesSync, openSync, rmSync, type BigIntStats } from 'node:fs';
+import { closeSync, fstatSync, futimesSync, linkSync, lstatSync, lutimesSync, openSync, rmSync, type Stats } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { listAttributesSync } from 'fs-xattr';
 import { isOverlayXattr } from '../snapshot/overlay-rewrite.js';
@@ -47,12 +48,15 @@ const GIVE_UP_AFTER = 64;
 const PROBES = 8;
 
 /**
- * The mtime (ns) fs.futimesSync(fd, atime, seconds) leaves, as libuv converts the double
- * (uv__fs_to_timespec: truncate to whole seconds, then to microseconds). Checked against real
- * futimes calls on a scratch file before use (MtimeCheck), so a different conversion only turns
- * linking off.
+ * The mtimeMs lstat reports after fs.futimesSync(fd, atime, seconds): libuv turns the double into
+ * a timespec (uv__fs_to_timespec: truncated to whole seconds, then to microseconds) and Node turns
+ * that into milliseconds as sec * 1e3 + nsec / 1e6. Checked against real futimes calls on a scratch
+ * file before use (MtimeCheck), so a different conversion only turns linking off. Doubles tell
+ * mtimes apart to about 0.25 µs at today's dates; the files compared were made by this same
+ * conversion (whole microseconds) or from a layer tar (whole seconds). (BigInt stats and arithmetic
+ * cost more than the link itself.)
  */
-function predictedMtimeNs(seconds: number): bigint {
+function predictedMtimeMs(seconds: number): number {
   let sec = Math.trunc(seconds);
   let nsec = Math.trunc((seconds - sec) * 1e9);
   nsec -= nsec % 1000;
@@ -60,7 +64,7 @@ function predictedMtimeNs(seconds: number): bigint {
     nsec += 1e9;
     sec -= 1;
   }
-  return BigInt(sec) * 1_000_000_000n + BigInt(nsec);
+  return sec * 1e3 + nsec / 1e6;
 }
 
 /** The mtime a copy would give a file, as ns: predicted, with the first few predictions verified. */
@@ -69,16 +73,16 @@ class MtimeCheck {
   private trusted = true;
   constructor(private readonly scratch: string) {}
 
-  expected(job: FileJob): bigint | undefined {
+  expected(job: FileJob): number | undefined {
     if (!this.trusted) return undefined;
-    const predicted = predictedMtimeNs(job.mtime);
+    const predicted = predictedMtimeMs(job.mtime);
     if (this.probes >= PROBES) return predicted;
     this.probes++;
-    let real: bigint;
+    let real: number;
     const fd = openSync(this.scratch, 'w');
     try {
       futimesSync(fd, job.atime, job.mtime);
-      real = fstatSync(fd, { bigint: true }).mtimeNs;
+      real = fstatSync(fd).mtimeMs;
     } finally {
       closeSync(fd);
     }
@@ -107,7 +111,7 @@ function hasXattrs(p: string): boolean {
  */
 export async function finishDeferred(reuse: CopyReuse, upper: string, files: DeferredFile[], dirTimes: Map<string, [number, number]>): Promise<LinkStats> {
   const check = new MtimeCheck(join(dirname(upper), `.mtime-probe-${process.pid}`));
-  const usedInodes = new Set<bigint>();
+  const usedInodes = new Set<number>();
   // Per directory: the gid a file created in the new one gets, or null to link nothing there: when
   // either side has xattrs (a default ACL gives new files one; a layer made elsewhere may carry
   // labels). Checked per directory, not per file: files of a context copy get xattrs only from
@@ -135,17 +139,17 @@ export async function finishDeferred(reuse: CopyReuse, upper: string, files: Def
         const slash = f.rel.lastIndexOf('/');
         const gid = gidIn(slash < 0 ? '' : f.rel.slice(0, slash));
         const donor = `${reuse.layerDir}/${f.rel}`;
-        const st: BigIntStats | undefined = gid === null ? undefined : lstatSync(donor, { bigint: true, throwIfNoEntry: false });
+        const st: Stats | undefined = gid === null ? undefined : lstatSync(donor, { throwIfNoEntry: false });
         const owner = f.job.owner ?? { uid: SELF.uid, gid: gid ?? SELF.gid };
         if (
           st &&
           st.isFile() &&
-          st.size === BigInt(f.job.size) &&
-          Number(st.mode & 0o7777n) === f.job.mode &&
-          Number(st.uid) === owner.uid &&
-          Number(st.gid) === owner.gid &&
+          st.size === f.job.size &&
+          (st.mode & 0o7777) === f.job.mode &&
+          st.uid === owner.uid &&
+          st.gid === owner.gid &&
           !usedInodes.has(st.ino) &&
-          st.mtimeNs === check.expected(f.job)
+          st.mtimeMs === check.expected(f.job)
         ) {
           try {
             linkSync(donor, target);
