@@ -65,7 +65,9 @@ test('folder: a damaged layer blob streamed into the unpacker is refused by dige
   const a = new Machine('a');
   t.after(() => a.cleanup());
   const bb = await busyboxContext();
-  const files = { Dockerfile: 'FROM busybox\nRUN mkdir -p /data && seq 1 20000 > /data/numbers\nRUN wc -l /data/numbers > /count\n' };
+  // The stamp makes a rerun's layer differ from A's (a rerun in the same second would otherwise
+  // recreate the bad layer's diffId, and its directory, with good content).
+  const files = { Dockerfile: 'FROM busybox\nRUN mkdir -p /data && seq 1 20000 > /data/numbers && cat /proc/sys/kernel/random/uuid > /data/stamp\nRUN wc -l /data/numbers > /count\n' };
   const dir = join(a.root, 'cache');
   await a.ok(a.context('ctx', files), [...bb, '--cache-to', `type=local,dest=${dir},mode=max`]);
   const index = await a.cacheLs(dir);
