@@ -158,7 +158,7 @@ export function cacheMountInUse(store: Store, id: string, except?: string): bool
 // While it runs the seed holds a lease: prune and `mount rm` leave the mount alone, and a seed
 // never replaces a mount another process started using meanwhile.
 
-const seeding = new Map<string, Promise<boolean>>();
+const seeding = new Map<string, { done: Promise<boolean>; lastUsed: number }>();
 
 function seedKey(store: Store, id: string): string {
   return `${store.root}\0${id}`;
@@ -166,12 +166,12 @@ function seedKey(store: Store, id: string): string {
 
 /** Waits for a seed of this mount started by this process; true when it replaced the contents. */
 export async function cacheMountSeeded(store: Store, id: string): Promise<boolean | undefined> {
-  return seeding.get(seedKey(store, id));
+  return seeding.get(seedKey(store, id))?.done;
 }
 
 /** Waits for every seed this process started (for commands that want them done before they return). */
 export async function allCacheMountSeeds(): Promise<void> {
-  await Promise.all(seeding.values());
+  await Promise.all([...seeding.values()].map((s) => s.done));
 }
 
 export interface SeedMeta {
@@ -193,16 +193,21 @@ export function startCacheMountSeed(store: Store, id: string, open: () => Promis
 
 function beginSeed(store: Store, id: string, open: () => Promise<NodeJS.ReadableStream>, meta: SeedMeta, warn: (message: string) => void): Promise<boolean> | undefined {
   const key = seedKey(store, id);
-  if (seeding.has(key) || cacheMountInUse(store, id)) return undefined;
-  const p = runSeed(store, id, open, meta)
+  const pending = seeding.get(key);
+  // Two imports of one mount (two --cache-from): the newer tarball wins, as when the first had
+  // finished and written its last use; it unpacks after the pending one.
+  if (pending && meta.lastUsed <= pending.lastUsed) return undefined;
+  if (!pending && cacheMountInUse(store, id)) return undefined;
+  const p: Promise<boolean> = (pending?.done ?? Promise.resolve(false))
+    .then(() => runSeed(store, id, open, meta))
     .catch((e: unknown) => {
       warn(`cache mount ${id} not seeded: ${e instanceof Error ? e.message : String(e)}`);
       return false;
     })
     .finally(() => {
-      if (seeding.get(key) === p) seeding.delete(key);
+      if (seeding.get(key)?.done === p) seeding.delete(key);
     });
-  seeding.set(key, p);
+  seeding.set(key, { done: p, lastUsed: meta.lastUsed });
   return p;
 }
 

@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createReadStream, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
@@ -12,7 +12,7 @@ import { Readable } from 'node:stream';
 import { gzipSync } from 'node:zlib';
 import { Machine, busyboxContext, expectOk, stepsSummary } from './support.js';
 import { Store } from '../../src/cache/store.js';
-import { acquireCacheMount, cacheMountDir, seedCacheMount } from '../../src/cache/cache-mounts.js';
+import { acquireCacheMount, cacheMountDir, cacheMountSeeded, seedCacheMount, startCacheMountSeed } from '../../src/cache/cache-mounts.js';
 import { readThrough } from '../../src/snapshot/streams.js';
 
 const FILES = 3000;
@@ -208,4 +208,33 @@ test('readThrough: the digest covers the whole input even when the reader stops 
   await assert.rejects(async () => {
     for await (const _ of failing.feed) void _;
   });
+});
+
+test('two seeds of one mount started together (two --cache-from): the newer tarball wins, whichever comes first', async (t) => {
+  const tmp = mkdtempSync(join(tmpdir(), 'strata-seed2-'));
+  const store = Store.open(join(tmp, 'store'));
+  t.after(() => {
+    store.close();
+    rmSync(tmp, { recursive: true, force: true });
+  });
+  const older = tarball(tmp, { older: '1' });
+  const newer = tarball(tmp, { newer: '2' });
+  const open = (path: string) => async () => createReadStream(path);
+  const warnings: string[] = [];
+  const warn = (m: string) => warnings.push(m);
+  const at = (digest: string, lastUsed: number) => ({ ...meta(digest), lastUsed });
+
+  // Older first: the newer one is queued behind it and ends up in place.
+  assert.equal(startCacheMountSeed(store, 'x', open(older.path), at(older.digest, 10), warn), true);
+  assert.equal(startCacheMountSeed(store, 'x', open(newer.path), at(newer.digest, 20), warn), true);
+  assert.equal(await cacheMountSeeded(store, 'x'), true);
+  assert.deepEqual(readdirSync(join(cacheMountDir(store, 'x'), 'data')), ['newer']);
+  assert.equal((store.db.prepare('SELECT last_used FROM cache_mounts WHERE id=?').get('x') as { last_used: number }).last_used, 20);
+
+  // Newer first: the older one is not started.
+  assert.equal(startCacheMountSeed(store, 'y', open(newer.path), at(newer.digest, 20), warn), true);
+  assert.equal(startCacheMountSeed(store, 'y', open(older.path), at(older.digest, 10), warn), false);
+  await cacheMountSeeded(store, 'y');
+  assert.deepEqual(readdirSync(join(cacheMountDir(store, 'y'), 'data')), ['newer']);
+  assert.deepEqual(warnings, []);
 });
