@@ -18,6 +18,8 @@ export interface FileStepContext {
   commit: Omit<CommitOptions, 'mountpoints'>;
   /** This step's key inputs and the previous build: where unchanged files may be linked from. */
   history?: { previous?: PreviousBuild; inputs?: StepInputs };
+  /** Runs once the sources are read (beside the commit): the check that they did not change meanwhile. */
+  afterCopy?: () => Promise<void>;
 }
 
 function position(v: Vertex) {
@@ -96,10 +98,18 @@ export async function runCopy(vertex: Vertex, op: CopyOp, inputs: LayerInfo[][],
       if (e instanceof StrataError && !e.position) throw new StrataError(e.code, e.message, { position: position(vertex), hint: e.hint, cause: e });
       throw e;
     }
+    // Started now so that it overlaps the commit; a failure still fails the step after it.
+    const verified = ctx.afterCopy?.().then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     await root.release({ keepUpper: true });
     committed = true;
     if (finish) await finish(root.upper);
-    return await commitUpper(ctx.store, root.upper, root.lowers, { ...ctx.commit, mountpoints: [] });
+    const layer = await commitUpper(ctx.store, root.upper, root.lowers, { ...ctx.commit, mountpoints: [] });
+    const failure = await verified;
+    if (failure !== undefined) throw failure;
+    return layer;
   } finally {
     if (!committed) await root.release().catch(() => undefined);
     if (src) await src.release().catch(() => undefined);

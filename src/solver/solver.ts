@@ -207,7 +207,13 @@ export class Solver {
     this.missInputs.set(v.id, stepInputs);
     const layer = await this.sem.run(async () => {
       const made = await this.execute(v, inputs.map((i) => i.chain), ref);
-      if (stepInputs.filesDigest !== undefined) await this.verifyContextUnchanged(v, ref, stepInputs);
+      // COPY checks its sources itself, beside its commit (runCopy's afterCopy).
+      if (stepInputs.filesDigest !== undefined && v.op.kind !== 'copy') {
+        await this.verifyContextUnchanged(v, stepInputs).catch((e: unknown) => {
+          this.o.events({ type: 'error', vertex: ref, time: Date.now(), message: e instanceof Error ? e.message : String(e) });
+          throw e;
+        });
+      }
       return made;
     });
     const chain = layer ? [...inputs[0]!.chain, layer] : inputs[0]!.chain;
@@ -288,14 +294,13 @@ export class Solver {
    * is not what its key says, served to every later build: check again and keep nothing instead.
    * The stat cache makes this a walk and a stat per file; only changed files are read again.
    */
-  private async verifyContextUnchanged(v: Vertex, ref: VertexRef, before: StepInputs): Promise<void> {
+  private async verifyContextUnchanged(v: Vertex, before: StepInputs): Promise<void> {
     const after = await this.contextChecksum(v);
     if (!after || after.digest === before.filesDigest) return;
     const { changed, added, removed } = fileChanges(before.files ?? {}, after.files);
     const paths = [...changed, ...added, ...removed];
     const named = paths.length ? `${paths.slice(0, 5).join(', ')}${paths.length > 5 ? ` and ${paths.length - 5} more` : ''}` : 'files';
     const message = `${named} changed in the build context while this step ran; its result was not cached`;
-    this.o.events({ type: 'error', vertex: ref, time: Date.now(), message });
     throw new StrataError('CONTEXT_CHANGED', message, {
       position: v.location && { file: v.location.file, line: v.location.line },
       hint: 'build again once nothing writes to the context (an editor, a watcher or a generator?)',
@@ -343,7 +348,7 @@ export class Solver {
         }
         case 'copy': {
           const { runCopy } = await import('./file-steps.js');
-          return await runCopy(v, op, inputs, { store: this.o.store, contextDirs: this.o.contextDirs, ignore: this.o.ignore, ignoreMayReinclude: this.o.ignoreMayReinclude, commit, history: { previous: this.o.previous, inputs: this.missInputs.get(v.id) } });
+          return await runCopy(v, op, inputs, { store: this.o.store, contextDirs: this.o.contextDirs, ignore: this.o.ignore, ignoreMayReinclude: this.o.ignoreMayReinclude, commit, history: { previous: this.o.previous, inputs: this.missInputs.get(v.id) }, afterCopy: () => this.verifyContextUnchanged(v, this.missInputs.get(v.id)!) });
         }
         case 'mkdir': {
           const { runMkdir } = await import('./file-steps.js');

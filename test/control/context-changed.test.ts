@@ -41,6 +41,47 @@ RUN --mount=type=bind,target=/ctx --mount=type=cache,id=gate,target=/gate cat /c
   expectOk(await c.cli(['doctor']), 'doctor');
 });
 
+test('COPY: a context file written after the step was keyed but before it copied is refused', async (t) => {
+  const c = await controlEnv('ctx-copy');
+  t.after(() => c.env.cleanup());
+  // One job slot: the gate RUN holds it while the COPY, already keyed (its miss printed), waits.
+  const dir = c.env.context('ctx', {
+    Dockerfile: `FROM busybox AS gate
+RUN --mount=type=cache,id=gate,target=/gate touch /gate/started; ${waitIn('/gate/go')}; echo gate > /gate-done
+
+FROM busybox AS files
+COPY config.txt /etc/app/
+
+FROM busybox
+COPY --from=gate /gate-done /
+COPY --from=files /etc/app/config.txt /
+`,
+    'config.txt': 'v1\n',
+  });
+  const first = c.spawnBuild(dir, ['--jobs', '1', '-o', `type=local,dest=${join(c.env.root, 'out1')}`]);
+  let progress = '';
+  const keyed = new Promise<void>((resolve) =>
+    first.child.stderr!.on('data', (d: Buffer) => {
+      progress += d.toString();
+      if (/^#(\d+) \[files 2\/2\] COPY config\.txt[^\n]*\n(?:[^\n]*\n)*?#\1 cache miss/m.test(progress)) resolve();
+    }),
+  );
+  await waitForFile(join(c.mountData('gate'), 'started'), 'the gate step to hold the job slot');
+  await keyed;
+  writeFileSync(join(dir, 'config.txt'), 'v2\n');
+  writeFileSync(join(c.mountData('gate'), 'go'), '');
+  const r = await first.done;
+  assert.notEqual(r.code, 0, `the build fails:\n${r.stderr}`);
+  assert.match(r.stderr, /config\.txt changed in the build context while this step ran; its result was not cached/);
+  assert.match(r.stderr, /Dockerfile:5/);
+  assert.equal(r.stderr.match(/ERROR: config\.txt changed/g)?.length, 1, 'one error line for the step');
+
+  const out = join(c.env.root, 'out2');
+  const again = await c.ok(dir, ['-o', `type=local,dest=${out}`]);
+  assert.ok(!step(again.steps, 'COPY config.txt').cached, misses(again.steps));
+  assert.equal(readFileSync(join(out, 'config.txt'), 'utf8'), 'v2\n');
+});
+
 test('COPY of a context that does not change while it runs is verified and cached', async (t) => {
   const c = await controlEnv('ctx-stable');
   t.after(() => c.env.cleanup());
