@@ -166,8 +166,7 @@ export class Store {
       }
     }
     const t = this.now();
-    const du = spawnSync('du', ['-sb', dest], { encoding: 'utf8' });
-    const diskSize = du.status === 0 ? Number(du.stdout.split('\t')[0]) || 0 : 0;
+    const diskSize = ownDiskSize(dest);
     this.db
       .prepare(
         `INSERT INTO layers(diff_id,blob_digest,size,media_type,unpacked,disk_size,created,last_used) VALUES (?,?,?,?,1,?,?,?)
@@ -320,4 +319,31 @@ export function isBusy(e: unknown): boolean {
 
 function sleepSync(ms: number): void {
   Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
+
+/**
+ * Bytes of an unpacked layer that no other layer holds: apparent sizes (as `du -b`), where a file
+ * hard-linked from another layer (a rerun COPY links its unchanged files from its previous layer,
+ * fileops/link-reuse.ts) counts for the layer that had it first, so `du` and GC do not count it twice.
+ * A file linked only within this layer (a tar hard link) counts once.
+ */
+export function ownDiskSize(dir: string): number {
+  const r = spawnSync('find', [dir, '-printf', '%i %n %s %y\\n'], { encoding: 'utf8', maxBuffer: 1 << 30 });
+  if (r.status !== 0) return 0;
+  let total = 0;
+  const multi = new Map<string, { links: number; seen: number; size: number }>();
+  for (const line of r.stdout.split('\n')) {
+    if (!line) continue;
+    const [ino, nlink, size, type] = line.split(' ');
+    const n = Number(nlink);
+    if (type !== 'f' || n <= 1) {
+      total += Number(size) || 0;
+      continue;
+    }
+    const m = multi.get(ino!);
+    if (m) m.seen++;
+    else multi.set(ino!, { links: n, seen: 1, size: Number(size) || 0 });
+  }
+  for (const m of multi.values()) if (m.seen >= m.links) total += m.size;
+  return total;
 }
