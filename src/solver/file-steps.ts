@@ -98,14 +98,15 @@ export async function runCopy(vertex: Vertex, op: CopyOp, inputs: LayerInfo[][],
       if (e instanceof StrataError && !e.position) throw new StrataError(e.code, e.message, { position: position(vertex), hint: e.hint, cause: e });
       throw e;
     }
-    // Started now so that it overlaps the commit; a failure still fails the step after it.
+    await root.release({ keepUpper: true });
+    committed = true;
+    // Deferred files (linked, or copied when they cannot be) read the context too.
+    if (finish) await finish(root.upper);
+    // Started now, once every source was read, so that it overlaps the commit; a failure still fails the step.
     const verified = ctx.afterCopy?.().then(
       () => undefined,
       (e: unknown) => e,
     );
-    await root.release({ keepUpper: true });
-    committed = true;
-    if (finish) await finish(root.upper);
     const layer = await commitUpper(ctx.store, root.upper, root.lowers, { ...ctx.commit, mountpoints: [] });
     const failure = await verified;
     if (failure !== undefined) throw failure;
