@@ -5,15 +5,10 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Machine, allCached, busyboxContext, compilerDockerfile, folderBlobs, folderManifest, sources, stepsSummary } from './support.js';
+import { Machine, machines, allCached, busyboxContext, compilerDockerfile, folderBlobs, folderManifest, sources, stepsSummary } from './support.js';
 
 test('mode=min exports only the target stage, mode=max every stage; a min import still hits after the build stage reruns', async (t) => {
-  const a = new Machine('a');
-  const b = new Machine('b');
-  t.after(() => {
-    a.cleanup();
-    b.cleanup();
-  });
+  const [a, b] = machines(t, 'a', 'b');
   const bb = await busyboxContext();
   const files = { Dockerfile: compilerDockerfile('busybox'), ...sources(3) };
   const min = join(a.root, 'min');

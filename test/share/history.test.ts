@@ -3,13 +3,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { Machine, busyboxContext, compilerDockerfile, expectOk, sources, stepsSummary } from './support.js';
+import { busyboxContext, machines, compilerDockerfile, expectOk, sources, stepsSummary } from './support.js';
 
 test('a fresh machine explains its misses against the build that exported the cache', async (t) => {
-  const a = new Machine('hist-a');
-  const b = new Machine('hist-b');
-  const c = new Machine('hist-c');
-  t.after(() => [a, b, c].forEach((m) => m.cleanup()));
+  const [a, b, c] = machines(t, 'hist-a', 'hist-b', 'hist-c');
   const bb = await busyboxContext();
   const files = { Dockerfile: compilerDockerfile('busybox'), ...sources(3) };
   const dir = join(a.root, 'exported');

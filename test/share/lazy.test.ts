@@ -3,17 +3,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { Machine, allCached, busyboxContext, compilerDockerfile, sources, stepsSummary } from './support.js';
+import { Machine, machines, allCached, busyboxContext, compilerDockerfile, sources, stepsSummary } from './support.js';
 import { startRegistry } from '../helpers/registry.js';
 import { pushBusybox } from '../helpers/base-images.js';
 
 test('folder: an all-hit cacheonly build in a fresh store unpacks and copies no layer', async (t) => {
-  const a = new Machine('a');
-  const b = new Machine('b');
-  t.after(() => {
-    a.cleanup();
-    b.cleanup();
-  });
+  const [a, b] = machines(t, 'a', 'b');
   const bb = await busyboxContext();
   const files = { Dockerfile: compilerDockerfile('busybox'), ...sources(3) };
   const dir = join(a.root, 'cache');

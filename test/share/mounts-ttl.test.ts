@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { Machine, allCached, busyboxContext, compilerDockerfile, expectOk, objectsFound, sources, stepsSummary } from './support.js';
+import { Machine, machines, allCached, busyboxContext, compilerDockerfile, expectOk, objectsFound, sources, stepsSummary } from './support.js';
 
 const T0 = '2031-03-01T10:00:00.000Z';
 const T1 = '2031-03-01T11:00:00.000Z';
@@ -76,12 +76,7 @@ test('cache mount seeding: a newer local mount is kept, an older one replaced; m
 });
 
 test('a fresher imported cache mount never invalidates a step', async (t) => {
-  const a = new Machine('a');
-  const b = new Machine('b');
-  t.after(() => {
-    a.cleanup();
-    b.cleanup();
-  });
+  const [a, b] = machines(t, 'a', 'b');
   const bb = await busyboxContext();
   const files = { Dockerfile: compilerDockerfile('busybox'), ...sources(3) };
   // B builds first (T0) with a compiler cache of its own: 3 objects from other sources.

@@ -5,17 +5,12 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Machine, allCached, busyboxContext, compilerDockerfile, folderManifest, objectsFound, runStep, sources, stepsSummary } from './support.js';
+import { Machine, machines, allCached, busyboxContext, compilerDockerfile, folderManifest, objectsFound, runStep, sources, stepsSummary } from './support.js';
 import { startRegistry } from '../helpers/registry.js';
 import { pushBusybox } from '../helpers/base-images.js';
 
 async function shareScenario(t: { after(fn: () => unknown): void }, opts: { from: string; baseArgs: string[]; cacheTo: string; cacheFrom: string }) {
-  const a = new Machine('a');
-  const b = new Machine('b');
-  t.after(() => {
-    a.cleanup();
-    b.cleanup();
-  });
+  const [a, b] = machines(t, 'a', 'b');
   const files = { Dockerfile: compilerDockerfile(opts.from), ...sources(4) };
   const ctxA = a.context('ctx', files);
   const first = await a.ok(ctxA, [...opts.baseArgs, '--cache-to', opts.cacheTo]);
@@ -80,12 +75,7 @@ test('cache shared through a registry: all hits in a fresh store, and the compil
 });
 
 test('compression=zstd: layers and the mount tarball travel as zstd and unpack on the other side', async (t) => {
-  const a = new Machine('a');
-  const b = new Machine('b');
-  t.after(() => {
-    a.cleanup();
-    b.cleanup();
-  });
+  const [a, b] = machines(t, 'a', 'b');
   const bb = await busyboxContext();
   const files = { Dockerfile: compilerDockerfile('busybox'), ...sources(3) };
   const dir = join(a.root, 'cache');

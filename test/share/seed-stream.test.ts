@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { Readable } from 'node:stream';
 import { gzipSync } from 'node:zlib';
-import { Machine, busyboxContext, expectOk, stepsSummary } from './support.js';
+import { Machine, machines, busyboxContext, expectOk, stepsSummary } from './support.js';
 import { Store } from '../../src/cache/store.js';
 import { acquireCacheMount, cacheMountDir, cacheMountSeeded, seedCacheMount, startCacheMountSeed } from '../../src/cache/cache-mounts.js';
 import { readThrough } from '../../src/snapshot/streams.js';
@@ -33,10 +33,7 @@ async function mountDir(m: Machine, id: string): Promise<string> {
 }
 
 test('a step using an imported cache mount sees all of it although seeding runs in the background; mount path after the build and after cache import sees it too', async (t) => {
-  const a = new Machine('a');
-  const b = new Machine('b');
-  const c = new Machine('c');
-  t.after(() => [a, b, c].forEach((m) => m.cleanup()));
+  const [a, b, c] = machines(t, 'a', 'b', 'c');
   const bb = await busyboxContext();
   const dir = join(a.root, 'cache');
   await exportBigMount(a, bb, dir);
@@ -103,9 +100,7 @@ test('folder: a damaged layer blob streamed into the unpacker is refused by dige
 });
 
 test('folder: a layer unpacked as it streams in keeps its blob in the store for outputs', async (t) => {
-  const a = new Machine('a');
-  const b = new Machine('b');
-  t.after(() => [a, b].forEach((m) => m.cleanup()));
+  const [a, b] = machines(t, 'a', 'b');
   const bb = await busyboxContext();
   const files = { Dockerfile: 'FROM busybox\nRUN echo one > /one\n' };
   const dir = join(a.root, 'cache');

@@ -76,6 +76,13 @@ export class Machine {
 }
 
 /** `--build-context busybox=oci-layout://DIR:latest`, so `FROM busybox` needs no registry. */
+/** One Machine per name (each a fresh store), removed when the test ends. */
+export function machines(t: { after(fn: () => void): void }, ...names: string[]): Machine[] {
+  const ms = names.map((n) => new Machine(n));
+  t.after(() => ms.forEach((m) => m.cleanup()));
+  return ms;
+}
+
 export async function busyboxContext(): Promise<string[]> {
   return ['--build-context', `busybox=oci-layout://${await busyboxLayout()}:latest`];
 }

@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { openSync, readdirSync, readFileSync, statSync, truncateSync, writeFileSync, writeSync, closeSync } from 'node:fs';
 import { join } from 'node:path';
-import { Machine, allCached, busyboxContext, compilerDockerfile, folderManifest, sources, stepsSummary, type Built, type CacheIndexJson } from './support.js';
+import { Machine, machines, allCached, busyboxContext, compilerDockerfile, folderManifest, sources, stepsSummary, type Built, type CacheIndexJson } from './support.js';
 import { startRegistry } from '../helpers/registry.js';
 import { pushBusybox } from '../helpers/base-images.js';
 
@@ -145,10 +145,7 @@ test('registry: a corrupted blob in the registry storage is named, dropped and r
 });
 
 test('a bad imported layer met while exporting leaves its records out of the export, with a warning', async (t) => {
-  const a = new Machine('a');
-  const b = new Machine('b');
-  const c = new Machine('c');
-  t.after(() => [a, b, c].forEach((m) => m.cleanup()));
+  const [a, b, c] = machines(t, 'a', 'b', 'c');
   const bb = await busyboxContext();
   const files = { Dockerfile: compilerDockerfile('busybox'), ...sources(3) };
   const dir = join(a.root, 'cache');
@@ -178,9 +175,7 @@ test('a bad imported layer met while exporting leaves its records out of the exp
 });
 
 test('a damaged cache mount tarball: that mount is not seeded (warning), the records are used all the same', async (t) => {
-  const a = new Machine('a');
-  const b = new Machine('b');
-  t.after(() => [a, b].forEach((m) => m.cleanup()));
+  const [a, b] = machines(t, 'a', 'b');
   const bb = await busyboxContext();
   const files = { Dockerfile: compilerDockerfile('busybox'), ...sources(3) };
   const dir = join(a.root, 'cache');
@@ -199,9 +194,7 @@ test('a damaged cache mount tarball: that mount is not seeded (warning), the rec
 });
 
 test('many bad layers in one cache: every one is dropped in turn and the build still succeeds', async (t) => {
-  const a = new Machine('a');
-  const b = new Machine('b');
-  t.after(() => [a, b].forEach((m) => m.cleanup()));
+  const [a, b] = machines(t, 'a', 'b');
   const bb = await busyboxContext();
   const parts = [1, 2, 3, 4, 5];
   const files = {
