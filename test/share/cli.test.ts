@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { Machine, allCached, busyboxContext, compilerDockerfile, expectOk, objectsFound, sources, stepsSummary, type CacheIndexJson } from './support.js';
+import { Machine, machines, allCached, busyboxContext, compilerDockerfile, expectOk, objectsFound, sources, stepsSummary, type CacheIndexJson } from './support.js';
 import { startRegistry } from '../helpers/registry.js';
 
 test('cache export / ls / import through a folder and a registry, then builds hit', async (t) => {
@@ -115,13 +115,8 @@ test('cache ls / import of a place without a cache fail clearly', async (t) => {
 test('the cache is a plain OCI artifact: skopeo copies it from the registry to a folder, strata imports the copy', async (t) => {
   const { run } = await import('../build/harness.js');
   const reg = await startRegistry();
-  const a = new Machine('a');
-  const b = new Machine('b');
-  t.after(async () => {
-    await reg.stop();
-    a.cleanup();
-    b.cleanup();
-  });
+  t.after(() => reg.stop());
+  const [a, b] = machines(t, 'a', 'b');
   const bb = await busyboxContext();
   const files = { Dockerfile: compilerDockerfile('busybox'), ...sources(3) };
   const ref = `${reg.host}/ci/cache:main`;

@@ -37,13 +37,8 @@ test('folder: an all-hit cacheonly build in a fresh store unpacks and copies no 
 
 test('registry: an all-hit cacheonly build in a fresh store GETs no layer blob (cache or base image)', async (t) => {
   const reg = await startRegistry();
-  const a = new Machine('a');
-  const b = new Machine('b');
-  t.after(async () => {
-    await reg.stop();
-    a.cleanup();
-    b.cleanup();
-  });
+  t.after(() => reg.stop());
+  const [a, b] = machines(t, 'a', 'b');
   const base = await pushBusybox(reg.host);
   const files = { Dockerfile: compilerDockerfile(base.ref), ...sources(3) };
   const ref = `${reg.host}/ci/cache:latest`;

@@ -110,13 +110,8 @@ test('folder: a damaged cache index is refused with a warning and the build goes
 
 test('registry: a corrupted blob in the registry storage is named, dropped and rebuilt', async (t) => {
   const reg = await startRegistry();
-  const a = new Machine('a');
-  const b = new Machine('b');
-  t.after(async () => {
-    await reg.stop();
-    a.cleanup();
-    b.cleanup();
-  });
+  t.after(() => reg.stop());
+  const [a, b] = machines(t, 'a', 'b');
   const base = await pushBusybox(reg.host);
   const files = { Dockerfile: compilerDockerfile(base.ref), ...sources(3) };
   const ref = `${reg.host}/ci/cache:tampered`;
@@ -225,13 +220,8 @@ test('many bad layers in one cache: every one is dropped in turn and the build s
 
 test('registry: a layer blob gone from the registry (e.g. garbage-collected) is dropped and rebuilt', async (t) => {
   const reg = await startRegistry();
-  const a = new Machine('a');
-  const b = new Machine('b');
-  t.after(async () => {
-    await reg.stop();
-    a.cleanup();
-    b.cleanup();
-  });
+  t.after(() => reg.stop());
+  const [a, b] = machines(t, 'a', 'b');
   const base = await pushBusybox(reg.host);
   const files = { Dockerfile: compilerDockerfile(base.ref), ...sources(3) };
   const ref = `${reg.host}/ci/cache:gc`;
