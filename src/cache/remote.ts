@@ -14,7 +14,7 @@ import { parseReference, type ImageReference } from '../registry/reference.js';
 import { BLOB_TRANSFERS, forEachLimit } from '../registry/parallel.js';
 import { constants as fsConstants } from 'node:fs';
 import type { LayerInfo, Store } from './store.js';
-import { hexOf, pidAlive } from './store.js';
+import { hexOf, pidAlive, sleepSync } from './store.js';
 import { importBuilds, mergeBuilds, type ExportedBuild } from './shared-history.js';
 
 export const CACHE_CONFIG_TYPE = 'application/vnd.strata.cache.config.v1+json';
@@ -339,7 +339,7 @@ function lockDir(dir: string): Lock {
       }
       if (Number.isFinite(owner) && !pidAlive(owner)) rmSync(lock, { recursive: true, force: true });
       else if (i > 600) throw new StrataError('CACHE_LOCKED', `${dir} is locked by process ${owner}`, { hint: 'wait for the other export to finish' });
-      else Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 100);
+      else sleepSync(100);
     }
   }
 }

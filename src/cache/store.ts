@@ -312,12 +312,13 @@ function openIndex(file: string): Database.Database {
   }
 }
 
-export function isBusy(e: unknown): boolean {
+function isBusy(e: unknown): boolean {
   const code = (e as { code?: unknown }).code;
   return typeof code === 'string' && (code.startsWith('SQLITE_BUSY') || code.startsWith('SQLITE_LOCKED'));
 }
 
-function sleepSync(ms: number): void {
+/** Blocks this thread (for lock waits in code that cannot yield). */
+export function sleepSync(ms: number): void {
   Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 }
 
