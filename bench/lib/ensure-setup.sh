@@ -6,7 +6,7 @@
 #
 # make_snapshot [REF]: compiles strata into a private directory and sets BENCH_SNAPSHOT to it, so a
 # run measures one fixed build even while dist/ is being recompiled by someone else. Without REF it
-# takes the working tree's src/; with REF (e.g. HEAD) it takes src/, bin/ and examples/ from that
+# takes the working tree's src/; with REF (e.g. HEAD) it takes src/, bin/, scripts/ and examples/ from that
 # commit. bench/ and test/helpers/ always come from the working tree. Sets STRATA_BENCH_SOURCE to a
 # description of what is measured. The caller removes BENCH_SNAPSHOT (see cleanup_snapshot).
 ensure_setup() {
@@ -31,10 +31,10 @@ make_snapshot() {
   BENCH_SNAPSHOT=$snap
   head=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
   if [ -n "$ref" ]; then
-    git archive "$ref" src bin package.json examples | tar -x -C "$snap"
+    git archive "$ref" src bin scripts package.json examples | tar -x -C "$snap"
     STRATA_BENCH_SOURCE="strata $(git rev-parse --short "$ref") ($ref)"
   else
-    cp -a src bin package.json examples "$snap/"
+    cp -a src bin scripts package.json examples "$snap/"
     STRATA_BENCH_SOURCE="strata working tree at $head"
     if [ -n "$(git status --porcelain -- src 2>/dev/null)" ]; then
       STRATA_BENCH_SOURCE="$STRATA_BENCH_SOURCE + uncommitted changes in src/"
@@ -59,6 +59,12 @@ make_snapshot() {
   rm -f "$log"
   if [ ! -f "$snap/dist/src/cli/main.js" ]; then
     echo "bench: compiling strata into $snap failed" >&2
+    rm -rf "$snap"
+    exit 1
+  fi
+  # The launcher runs the bundle when there is one (commits before it ran the modules).
+  if [ -f "$snap/scripts/bundle.mjs" ] && ! node "$snap/scripts/bundle.mjs"; then
+    echo "bench: bundling strata in $snap failed" >&2
     rm -rf "$snap"
     exit 1
   fi
