@@ -18,6 +18,7 @@ before(async () => {
   root = mkdtempSync(join(tmpdir(), 'strata-launcher-'));
   for (const d of ['bin', 'scripts', 'dist']) mkdirSync(join(root, d));
   cpSync(join(REPO_ROOT, 'bin', 'strata'), join(root, 'bin', 'strata'));
+  cpSync(join(REPO_ROOT, 'bin', 'package.json'), join(root, 'bin', 'package.json'));
   cpSync(join(REPO_ROOT, 'scripts', 'bundle.mjs'), join(root, 'scripts', 'bundle.mjs'));
   cpSync(join(REPO_ROOT, 'package.json'), join(root, 'package.json'));
   cpSync(join(REPO_ROOT, 'dist', 'src'), join(root, 'dist', 'src'), { recursive: true });
