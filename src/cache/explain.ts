@@ -62,17 +62,46 @@ export function loadBuildSteps(store: Store, id: string): PreviousBuild {
   const rows = store.db
     .prepare('SELECT stage, step_label, instruction, key, inputs FROM build_steps WHERE build_id=? ORDER BY idx')
     .all(id) as { stage: string; step_label: string; instruction: string; key: string; inputs: string }[];
-  const files = store.db.prepare('SELECT files FROM file_lists WHERE digest=?');
+  const files = store.db.prepare('SELECT files FROM file_lists WHERE digest=?').pluck();
   const expand = (text: string): StepInputs => {
     const inputs = JSON.parse(text) as StepInputs & { filesRef?: string };
-    if (inputs.filesRef && !inputs.files) {
-      const row = files.get(inputs.filesRef) as { files: string } | undefined;
-      if (row) inputs.files = JSON.parse(row.files) as Record<string, string>;
+    const ref = inputs.filesRef;
+    if (ref && !inputs.files) {
       delete inputs.filesRef;
+      // Most builds never look at the previous file lists (only misses and COPY link reuse do).
+      lazyFiles(inputs, () => {
+        const text = files.get(ref) as string | undefined;
+        return text === undefined ? undefined : (JSON.parse(text) as Record<string, string>);
+      });
     }
     return inputs;
   };
   return { id, steps: rows.map((r) => ({ stage: r.stage, stepLabel: r.step_label, instruction: r.instruction, key: r.key, inputs: expand(r.inputs) })) };
+}
+
+/**
+ * Makes `inputs.files` a list loaded on its first read (then kept): an enumerable accessor, so
+ * spreading and JSON.stringify see a plain list. `load` must stay valid for the object's life (a
+ * statement on an open store).
+ */
+export function lazyFiles(inputs: StepInputs, load: () => Record<string, string> | undefined): void {
+  let value: Record<string, string> | undefined;
+  let loaded = false;
+  Object.defineProperty(inputs, 'files', {
+    enumerable: true,
+    configurable: true,
+    get: () => {
+      if (!loaded) {
+        value = load();
+        loaded = true;
+      }
+      return value;
+    },
+    set: (v: Record<string, string> | undefined) => {
+      value = v;
+      loaded = true;
+    },
+  });
 }
 
 /** The same step in an earlier build: same stage and instruction, else same stage and position. */

@@ -47,12 +47,20 @@ export function recordBuild(store: Store, b: BuildRecord): void {
   );
   // A step's file list can be large (every file a COPY selects) and rarely changes between builds:
   // keep one copy per selection digest and point at it.
+  // A rebuild finds the row there already: testing for it is far cheaper than writing out (or, for
+  // a step whose list was never needed in this build, loading) thousands of entries again.
+  const hasFiles = store.db.prepare('SELECT 1 FROM file_lists WHERE digest=?').pluck();
   const insertFiles = store.db.prepare('INSERT OR IGNORE INTO file_lists(digest, files) VALUES (?, ?)');
   const compact = (inputs: unknown): string => {
-    const i = inputs as { files?: unknown; filesDigest?: string };
-    if (!i || typeof i !== 'object' || !i.files || !i.filesDigest) return JSON.stringify(inputs);
-    insertFiles.run(i.filesDigest, JSON.stringify(i.files));
-    return JSON.stringify({ ...i, files: undefined, filesRef: i.filesDigest });
+    const i = inputs as Record<string, unknown> & { filesDigest?: string };
+    if (!i || typeof i !== 'object' || !i.filesDigest || !hasOwnFiles(i)) return JSON.stringify(inputs);
+    if (hasFiles.get(i.filesDigest) === undefined) insertFiles.run(i.filesDigest, JSON.stringify(i.files));
+    // The same text as `{ ...i, files: undefined, filesRef }`, without reading `files` (it may be
+    // loaded on demand).
+    const out: Record<string, unknown> = {};
+    for (const k of Object.keys(i)) if (k !== 'files') out[k] = i[k];
+    out.filesRef = i.filesDigest;
+    return JSON.stringify(out);
   };
   store.db.transaction(() => {
     insertBuild.run(b.id, b.started, b.finished, b.dockerfile, b.context, b.target, JSON.stringify(b.args), b.status, process.pid);
@@ -72,4 +80,10 @@ export function recordBuild(store: Store, b: BuildRecord): void {
       );
     });
   }).immediate();
+}
+
+/** Whether `files` holds a list (a loaded value, or one loaded on demand), without loading it. */
+function hasOwnFiles(i: object): boolean {
+  const d = Object.getOwnPropertyDescriptor(i, 'files');
+  return !!d && (d.get !== undefined || !!d.value);
 }

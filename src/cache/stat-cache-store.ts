@@ -1,56 +1,125 @@
 // The context stat cache, persisted in the store index: a rebuild hashes only files whose inode,
-// size, mtime or ctime changed since the last build that read them.
-import type { StatCache, StatCacheEntry } from '../context/stat-cache.js';
+// size, mtime or ctime changed since the last build that read them, and a selection none of whose
+// entries changed is not looked up file by file at all (its recorded checksum answers).
+//
+// Entries are kept one row per directory (a JSON list of its files), loaded when a checksum first
+// asks for a file in it: a touched 5,000-file context rewrote 5,000 rows (12 ms) where it now
+// writes 47 (7 ms), and a lookup loads 47 rows instead of 5,000 (9.5 -> 5.5 ms). Stores written
+// before keep their per-file rows in stat_cache, read for a directory that has no row yet.
+import { RACY_MS, type SelectionRecord, type StatCache, type StatCacheEntry } from '../context/stat-cache.js';
+import type { Statement } from 'better-sqlite3';
 import type { Store } from './store.js';
 
-/** Comfortably above the kernel's coarse timestamp tick (1-10 ms). */
-export const RACY_MS = 100;
+export { RACY_MS };
 
-type Row = [path: string, ino: number, size: number, mtime: number, ctime: number, digest: string];
+const TABLES = `
+CREATE TABLE IF NOT EXISTS stat_dirs (
+  dir TEXT PRIMARY KEY,
+  -- JSON [[name, ino, size, mtime, ctime, digest], ...]
+  entries TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS stat_selections (
+  key TEXT PRIMARY KEY,
+  fingerprint TEXT NOT NULL,
+  digest TEXT NOT NULL
+);
+`;
+
+type Row = [name: string, ino: number, size: number, mtime: number, ctime: number, digest: string];
 
 export class PersistentStatCache implements StatCache {
-  /** Rows as SQLite returns them in raw mode; an entry object is made only for a path asked for. */
-  private readonly rows = new Map<string, Row>();
-  private readonly map = new Map<string, StatCacheEntry>();
-  private readonly dirty = new Map<string, StatCacheEntry>();
+  /** Loaded directories: file name -> row. */
+  private readonly dirs = new Map<string, Map<string, Row>>();
+  private readonly dirtyDirs = new Set<string>();
+  /** Racily clean entries: good for this build only. */
+  private readonly volatile = new Map<string, StatCacheEntry>();
+  private readonly selections = new Map<string, SelectionRecord | undefined>();
+  private readonly dirtySelections = new Set<string>();
+  private readonly q: { dir: Statement<[string]>; legacy: Statement<[string, string]>; selection: Statement<[string]> };
 
-  constructor(
-    private readonly store: Store,
-    prefixes: string[],
-  ) {
-    const q = store.db.prepare('SELECT path, ino, size, mtime, ctime, digest FROM stat_cache WHERE path >= ? AND path < ?').raw();
-    for (const p of prefixes) {
-      const base = p.endsWith('/') ? p : p + '/';
-      for (const r of q.all(base, base.slice(0, -1) + '0') as Row[]) this.rows.set(r[0], r);
+  constructor(private readonly store: Store) {
+    // Without a write when the tables exist (SQLite takes no lock for it).
+    store.db.exec(TABLES);
+    this.q = {
+      dir: store.db.prepare('SELECT entries FROM stat_dirs WHERE dir=?').pluck(),
+      legacy: store.db.prepare('SELECT path, ino, size, mtime, ctime, digest FROM stat_cache WHERE path > ? AND path < ?').raw(),
+      selection: store.db.prepare('SELECT fingerprint, digest FROM stat_selections WHERE key=?'),
+    };
+  }
+
+  private dir(dir: string): Map<string, Row> {
+    let m = this.dirs.get(dir);
+    if (m) return m;
+    m = new Map();
+    const text = this.q.dir.get(dir) as string | undefined;
+    if (text !== undefined) {
+      for (const r of JSON.parse(text) as Row[]) m.set(r[0], r);
+    } else {
+      // Rows of an older store (one per file, the subtree in path order): this directory's own
+      // files, written back as its row.
+      const base = dir + '/';
+      for (const r of this.q.legacy.all(base, dir + '0') as Row[]) {
+        const name = r[0].slice(base.length);
+        if (!name.includes('/')) m.set(name, [name, r[1], r[2], r[3], r[4], r[5]]);
+      }
+      if (m.size > 0) this.dirtyDirs.add(dir);
     }
+    this.dirs.set(dir, m);
+    return m;
   }
 
   get(path: string): StatCacheEntry | undefined {
-    const e = this.map.get(path);
-    if (e) return e;
-    const r = this.rows.get(path);
+    if (this.volatile.size > 0) {
+      const v = this.volatile.get(path);
+      if (v) return v;
+    }
+    const i = path.lastIndexOf('/');
+    const r = this.dir(path.slice(0, i)).get(path.slice(i + 1));
     return r && { ino: r[1], size: r[2], mtimeMs: r[3], ctimeMs: r[4], digest: r[5] };
   }
 
   set(path: string, entry: StatCacheEntry): void {
-    this.map.set(path, entry);
-    // A file changed moments before it was read can change again within the same timestamp tick
-    // with the same size, and its stat would not show it: keep such a digest for this build only
-    // and hash the file again next time (git's "racily clean" entries). ctime, unlike mtime, cannot
-    // be set by the user, so only real changes count.
-    if (Date.now() - entry.ctimeMs < RACY_MS) this.dirty.delete(path);
-    else this.dirty.set(path, entry);
+    const settled = entry.settled ?? Date.now() - entry.ctimeMs >= RACY_MS;
+    if (!settled) {
+      this.volatile.set(path, { ...entry, settled: false });
+      return;
+    }
+    this.volatile.delete(path);
+    const i = path.lastIndexOf('/');
+    const dir = path.slice(0, i);
+    const name = path.slice(i + 1);
+    this.dir(dir).set(name, [name, entry.ino, entry.size, entry.mtimeMs, entry.ctimeMs, entry.digest]);
+    this.dirtyDirs.add(dir);
+  }
+
+  selection(key: string): SelectionRecord | undefined {
+    if (this.selections.has(key)) return this.selections.get(key);
+    const rec = this.q.selection.get(key) as SelectionRecord | undefined;
+    this.selections.set(key, rec);
+    return rec;
+  }
+
+  setSelection(key: string, record: SelectionRecord): void {
+    this.selections.set(key, record);
+    this.dirtySelections.add(key);
   }
 
   /** Writes what changed in one transaction. */
   flush(): void {
-    if (this.dirty.size === 0) return;
-    const ins = this.store.db.prepare(
-      'INSERT INTO stat_cache(path,ino,size,mtime,ctime,digest) VALUES (?,?,?,?,?,?) ON CONFLICT(path) DO UPDATE SET ino=excluded.ino, size=excluded.size, mtime=excluded.mtime, ctime=excluded.ctime, digest=excluded.digest',
+    if (this.dirtyDirs.size === 0 && this.dirtySelections.size === 0) return;
+    const db = this.store.db;
+    const putDir = db.prepare('INSERT INTO stat_dirs(dir, entries) VALUES (?,?) ON CONFLICT(dir) DO UPDATE SET entries=excluded.entries');
+    const putSelection = db.prepare(
+      'INSERT INTO stat_selections(key, fingerprint, digest) VALUES (?,?,?) ON CONFLICT(key) DO UPDATE SET fingerprint=excluded.fingerprint, digest=excluded.digest',
     );
-    this.store.db.transaction(() => {
-      for (const [p, e] of this.dirty) ins.run(p, e.ino, e.size, e.mtimeMs, e.ctimeMs, e.digest);
+    db.transaction(() => {
+      for (const d of this.dirtyDirs) putDir.run(d, JSON.stringify([...this.dirs.get(d)!.values()]));
+      for (const k of this.dirtySelections) {
+        const r = this.selections.get(k)!;
+        putSelection.run(k, r.fingerprint, r.digest);
+      }
     }).immediate();
-    this.dirty.clear();
+    this.dirtyDirs.clear();
+    this.dirtySelections.clear();
   }
 }

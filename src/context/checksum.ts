@@ -4,11 +4,11 @@
 // sources from a stage or image rootfs, where COPY keeps them.
 import * as crypto from 'node:crypto';
 import { closeSync, constants as fsConstants, createReadStream, openSync, readSync } from 'node:fs';
-import type { StatCache } from './stat-cache.js';
+import { RACY_MS, type StatCache } from './stat-cache.js';
 import { deviceNumbers, Pacer, selectSource, type IgnoreFn, type Reinclude, type SelectedSource, type TreeEntry } from './walk.js';
 
-export type { StatCache, StatCacheEntry } from './stat-cache.js';
-export { MemoryStatCache } from './stat-cache.js';
+export type { SelectionRecord, StatCache, StatCacheEntry } from './stat-cache.js';
+export { MemoryStatCache, RACY_MS } from './stat-cache.js';
 
 export interface FileEntry {
   /** Relative to the source root, posix; '.' for the root itself. */
@@ -46,6 +46,13 @@ export interface ChecksumResult {
   files: FileEntry[];
   /** Bytes of file content read (0 when the stat cache answered for every file). */
   bytesRead: number;
+}
+
+/** A selection whose every entry has the stat it had when the stat cache recorded its checksum. */
+export interface UnchangedChecksum {
+  digest: string;
+  files?: undefined;
+  bytesRead: 0;
 }
 
 const VERSION = 'strata-sources-v1';
@@ -162,7 +169,65 @@ function entryType(e: TreeEntry): FileEntry['type'] {
 }
 
 /** Checksum what `sources` select under `root` (the build context, or a rootfs with srcIsRootfs). */
-export async function checksumSources(opts: ChecksumOptions): Promise<ChecksumResult> {
+export function checksumSources(opts: ChecksumOptions): Promise<ChecksumResult> {
+  return checksum(opts, false) as Promise<ChecksumResult>;
+}
+
+/**
+ * As checksumSources, except that a selection the stat cache recorded, whose entries all still
+ * have the stat they had then (path, type, mode, inode, size, mtime, ctime, links, link target),
+ * gets the recorded checksum back without a file list: no per-file lookups, lines or hashing.
+ */
+export function checksumSourcesUnlessUnchanged(opts: ChecksumOptions): Promise<ChecksumResult | UnchangedChecksum> {
+  return checksum(opts, true);
+}
+
+/** Selections are recorded per root and words: the fingerprint covers what the walk found. */
+function selectionKey(opts: ChecksumOptions): string {
+  return sha256(JSON.stringify([VERSION, opts.root, opts.sources, opts.excludes ?? [], opts.parents ?? false, opts.followSymlinks ?? true]));
+}
+
+const FINGERPRINT_FIELDS = 9;
+
+/**
+ * Everything the checksum lines of a context selection are made of, with each file's content
+ * stood for by its stat (as the stat cache vouches for it). Numbers go to the hash as one typed
+ * array and names as one string: the fingerprint of 5,000 entries costs no object per entry.
+ */
+function statFingerprint(selected: SelectedSource[]): string {
+  let n = 0;
+  for (const s of selected) for (const m of s.matches) n += 1 + m.entries.length;
+  const nums = new Float64Array(n * FINGERPRINT_FIELDS);
+  // NUL cannot occur in a file name or a link target; words and match names are JSON.
+  const text: string[] = [];
+  let j = 0;
+  for (const s of selected) {
+    text.push(JSON.stringify([s.source, s.wildcard, s.matches.length]));
+    for (const m of s.matches) {
+      text.push(JSON.stringify([m.name, m.entries.length]));
+      for (let k = -1; k < m.entries.length; k++) {
+        const e = k < 0 ? m.root : m.entries[k]!;
+        const st = e.st;
+        text.push(e.rel, e.link ?? '');
+        nums[j] = st.mode;
+        nums[j + 1] = st.ino;
+        nums[j + 2] = st.dev;
+        nums[j + 3] = st.size;
+        nums[j + 4] = st.mtimeMs;
+        nums[j + 5] = st.ctimeMs;
+        nums[j + 6] = st.nlink;
+        nums[j + 7] = st.rdev;
+        nums[j + 8] = e.parentOnly ? 1 : 0;
+        j += FINGERPRINT_FIELDS;
+      }
+    }
+  }
+  return createHash('sha256').update(text.join('\0')).update(nums).digest('hex');
+}
+
+async function checksum(opts: ChecksumOptions, reuse: boolean): Promise<ChecksumResult | UnchangedChecksum> {
+  // Content read from here on was read at least this late (for the racy rule).
+  const started = Date.now();
   const rootfs = opts.srcIsRootfs ?? false;
   if (rootfs) await loadXattrs();
   const selected: SelectedSource[] = [];
@@ -185,6 +250,11 @@ export async function checksumSources(opts: ChecksumOptions): Promise<ChecksumRe
       }),
     );
   }
+
+  const cache = opts.statCache;
+  const memo = !rootfs && cache?.selection && cache.setSelection ? { key: selectionKey(opts), fingerprint: statFingerprint(selected) } : undefined;
+  const recorded = memo && cache!.selection!(memo.key);
+  if (reuse && recorded && recorded.fingerprint === memo.fingerprint) return { digest: recorded.digest, bytesRead: 0 };
 
   interface Item {
     e: TreeEntry;
@@ -232,7 +302,8 @@ export async function checksumSources(opts: ChecksumOptions): Promise<ChecksumRe
   }
 
   let bytesRead = 0;
-  const cache = opts.statCache;
+  // Every file digest is one a later build may trust (none read within RACY_MS of its change).
+  let settled = true;
   const pause = new Pacer();
   for (let k = 0; k < items.length; k++) {
     if ((k & 63) === 0 && pause.due()) await pause.maybe();
@@ -241,15 +312,20 @@ export async function checksumSources(opts: ChecksumOptions): Promise<ChecksumRe
     if (e.kind !== 'file' || f.linkTo !== undefined) continue;
     const st = e.st;
     const hit = cache?.get(e.host);
-    if (hit && hit.ino === st.ino && hit.size === st.size && hit.mtimeMs === st.mtimeMs && hit.ctimeMs === st.ctimeMs) {
+    // A digest read racily (moments after the file changed) serves until the file could have
+    // changed unseen since; then the file is read again.
+    if (hit && hit.ino === st.ino && hit.size === st.size && hit.mtimeMs === st.mtimeMs && hit.ctimeMs === st.ctimeMs && (hit.settled !== false || started - st.ctimeMs < RACY_MS)) {
       f.contentDigest = hit.digest;
+      if (hit.settled === false) settled = false;
       continue;
     }
     // Small files synchronously (no promise per file), big ones streamed.
     const r = (st.size < SMALL_FILE && hashSmallFile(e.host)) || (await hashLargeFile(e.host));
     bytesRead += r.bytes;
     f.contentDigest = r.digest;
-    cache?.set(e.host, { ino: st.ino, size: st.size, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs, digest: r.digest });
+    const fileSettled = started - st.ctimeMs >= RACY_MS;
+    if (!fileSettled) settled = false;
+    cache?.set(e.host, { ino: st.ino, size: st.size, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs, digest: r.digest, settled: fileSettled });
   }
 
   // The same lines as ever (keys must not change), handed to the hash in batches.
@@ -277,7 +353,11 @@ export async function checksumSources(opts: ChecksumOptions): Promise<ChecksumRe
     }
   }
   if (lines.length) h.update(lines.join('\n') + '\n');
-  return { digest: 'sha256:' + h.digest('hex'), files: items.map((x) => x.f), bytesRead };
+  const digest = 'sha256:' + h.digest('hex');
+  if (memo && settled && (recorded?.fingerprint !== memo.fingerprint || recorded.digest !== digest)) {
+    cache!.setSelection!(memo.key, { fingerprint: memo.fingerprint, digest });
+  }
+  return { digest, files: items.map((x) => x.f), bytesRead };
 }
 
 /** Sources inside a stage or image rootfs (COPY --from): symlinks resolve inside it, owners count. */

@@ -8,11 +8,11 @@ import { digestOf } from '../graph/digest.js';
 import type { Op, Vertex } from '../graph/ops.js';
 import type { EventSink, VertexRef } from '../progress/events.js';
 import type { Runtime } from '../executor/types.js';
-import { checksumSources, checksumRootfsSources, type StatCache } from '../context/checksum.js';
+import { checksumSources, checksumSourcesUnlessUnchanged, checksumRootfsSources, type StatCache } from '../context/checksum.js';
 import { BadCacheLayer, type Materializer } from './materialize.js';
 import type { BaseImages } from './base-images.js';
 import { formatAge } from './age.js';
-import { explainMiss, fileChanges, matchStep, type PreviousBuild, type StepInputs } from '../cache/explain.js';
+import { explainMiss, fileChanges, lazyFiles, matchStep, type PreviousBuild, type StepInputs } from '../cache/explain.js';
 
 export const CACHE_KEY_VERSION = 1;
 
@@ -52,6 +52,9 @@ export interface VertexResult {
   /** When this result was produced (the record's creation time for hits). */
   created?: number;
 }
+
+/** A step's context checksum: its file list, or (for unchanged selections) a loader of the recorded one. */
+type ContextChecksum = { digest: string; bytesRead: number } & ({ files: Record<string, string>; loadFiles?: undefined } | { files?: undefined; loadFiles: () => Record<string, string> });
 
 export function chainId(chain: LayerInfo[]): string {
   return digestOf(chain.map((l) => l.diffId));
@@ -253,14 +256,19 @@ export class Solver {
     const ctx = await this.contextChecksum(v);
     if (ctx) {
       this.contextBytesRead += ctx.bytesRead;
-      out.files = ctx.files;
+      if (ctx.files) out.files = ctx.files;
+      else lazyFiles(out, ctx.loadFiles);
       out.filesDigest = ctx.digest;
     }
     return out;
   }
 
-  /** The checksum of the context files a step reads (COPY from a context, RUN's context bind mounts). */
-  private async contextChecksum(v: Vertex): Promise<{ files: Record<string, string>; digest: string; bytesRead: number } | undefined> {
+  /**
+   * The checksum of the context files a step reads (COPY from a context, RUN's context bind mounts).
+   * Selections that did not change come without their file list (a hit never needs it): the build
+   * that recorded them kept the step's list under the same digest, loaded when something asks.
+   */
+  private async contextChecksum(v: Vertex, reuse = true): Promise<ContextChecksum | undefined> {
     const op = v.op;
     const selections: { root: string; sources: string[]; excludes?: string[]; parents?: boolean }[] = [];
     if (op.kind === 'copy' && op.from.kind === 'context' && !op.sources.some((s) => /^https?:\/\//.test(s))) {
@@ -276,16 +284,26 @@ export class Solver {
       }
     }
     if (!selections.length) return undefined;
-    const files: Record<string, string> = {};
-    const digests: string[] = [];
-    let bytesRead = 0;
+    const results = [];
     for (const s of selections) {
-      const r = await checksumSources({ root: s.root, ignore: s.root === this.o.contextDirs.context ? this.o.ignore : undefined, ignoreMayReinclude: this.o.ignoreMayReinclude, sources: s.sources, excludes: s.excludes, parents: s.parents, statCache: this.o.statCache });
-      digests.push(r.digest);
-      bytesRead += r.bytesRead;
-      for (const f of r.files) files[f.path] = `${f.type}:${f.mode.toString(8)}:${f.contentDigest ?? ''}`;
+      const opts = { root: s.root, ignore: s.root === this.o.contextDirs.context ? this.o.ignore : undefined, ignoreMayReinclude: this.o.ignoreMayReinclude, sources: s.sources, excludes: s.excludes, parents: s.parents, statCache: this.o.statCache };
+      results.push(reuse ? await checksumSourcesUnlessUnchanged(opts) : await checksumSources(opts));
     }
-    return { files, digest: digestOf(digests), bytesRead };
+    const digest = digestOf(results.map((r) => r.digest));
+    const bytesRead = results.reduce((n, r) => n + r.bytesRead, 0);
+    if (results.every((r) => r.files)) {
+      const files: Record<string, string> = {};
+      for (const r of results) for (const f of r.files!) files[f.path] = `${f.type}:${f.mode.toString(8)}:${f.contentDigest ?? ''}`;
+      return { files, digest, bytesRead };
+    }
+    const { db } = this.o.store;
+    if (db.prepare('SELECT 1 FROM file_lists WHERE digest=?').pluck().get(digest) === undefined) {
+      // Never recorded (a build that stopped before its history was written): list the files.
+      const full = (await this.contextChecksum(v, false))!;
+      return { ...full, bytesRead: full.bytesRead + bytesRead };
+    }
+    const list = db.prepare('SELECT files FROM file_lists WHERE digest=?').pluck();
+    return { digest, bytesRead, loadFiles: () => JSON.parse(list.get(digest) as string) as Record<string, string> };
   }
 
   /**
@@ -295,9 +313,10 @@ export class Solver {
    * The stat cache makes this a walk and a stat per file; only changed files are read again.
    */
   private async verifyContextUnchanged(v: Vertex, before: StepInputs): Promise<void> {
-    const after = await this.contextChecksum(v);
+    let after = await this.contextChecksum(v);
     if (!after || after.digest === before.filesDigest) return;
-    const { changed, added, removed } = fileChanges(before.files ?? {}, after.files);
+    if (!after.files) after = (await this.contextChecksum(v, false))!;
+    const { changed, added, removed } = fileChanges(before.files ?? {}, after.files!);
     const paths = [...changed, ...added, ...removed];
     const named = paths.length ? `${paths.slice(0, 5).join(', ')}${paths.length > 5 ? ` and ${paths.length - 5} more` : ''}` : 'files';
     const message = `${named} changed in the build context while this step ran; its result was not cached`;

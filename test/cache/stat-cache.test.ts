@@ -15,7 +15,7 @@ test('settled files are remembered across builds; files changed just before read
   const store = Store.open(join(root, 'store'));
   try {
     const ctx = join(root, 'ctx');
-    const first = new PersistentStatCache(store, [ctx]);
+    const first = new PersistentStatCache(store);
     const old = Date.now() - 10_000;
     first.set(join(ctx, 'settled.txt'), { ino: 1, size: 3, mtimeMs: old, ctimeMs: old, digest: 'sha256:aa' });
     const fresh = Date.now();
@@ -25,17 +25,72 @@ test('settled files are remembered across builds; files changed just before read
     assert.equal(first.get(join(ctx, 'fresh.txt'))?.digest, 'sha256:bb', 'this build still uses the digest');
     first.flush();
 
-    const next = new PersistentStatCache(store, [ctx]);
+    const next = new PersistentStatCache(store);
     assert.equal(next.get(join(ctx, 'settled.txt'))?.digest, 'sha256:aa');
     assert.equal(next.get(join(ctx, 'future.txt'))?.digest, 'sha256:cc');
     assert.equal(next.get(join(ctx, 'fresh.txt')), undefined, 'a racily clean entry is hashed again');
-    // Another context's entries are not loaded.
-    assert.equal(new PersistentStatCache(store, [join(root, 'other')]).get(join(ctx, 'settled.txt')), undefined);
+    assert.equal(next.get(join(root, 'other', 'settled.txt')), undefined, 'entries are per path');
 
     // Once settled, the same file is persisted again.
     next.set(join(ctx, 'fresh.txt'), { ino: 2, size: 3, mtimeMs: fresh, ctimeMs: Date.now() - RACY_MS - 1, digest: 'sha256:bb' });
     next.flush();
-    assert.equal(new PersistentStatCache(store, [ctx]).get(join(ctx, 'fresh.txt'))?.digest, 'sha256:bb');
+    assert.equal(new PersistentStatCache(store).get(join(ctx, 'fresh.txt'))?.digest, 'sha256:bb');
+  } finally {
+    store.close();
+  }
+});
+
+test('entries are kept one row per directory; an older store\'s per-file rows are read and moved', () => {
+  const store = Store.open(join(root, 'store-dirs'));
+  try {
+    const ctx = join(root, 'ctx-dirs');
+    const old = Date.now() - 10_000;
+    // As the per-file table of earlier versions held them.
+    const legacy = store.db.prepare('INSERT INTO stat_cache(path,ino,size,mtime,ctime,digest) VALUES (?,?,?,?,?,?)');
+    legacy.run(join(ctx, 'a.txt'), 1, 1, old, old, 'sha256:a1');
+    legacy.run(join(ctx, 'sub', 'b.txt'), 2, 1, old, old, 'sha256:b1');
+    const first = new PersistentStatCache(store);
+    assert.deepEqual(first.get(join(ctx, 'a.txt')), { ino: 1, size: 1, mtimeMs: old, ctimeMs: old, digest: 'sha256:a1' });
+    assert.equal(first.get(join(ctx, 'sub', 'b.txt'))?.digest, 'sha256:b1');
+    first.set(join(ctx, 'sub', 'c.txt'), { ino: 3, size: 1, mtimeMs: old, ctimeMs: old, digest: 'sha256:c1' });
+    // Read at once after a change: this build only, whatever its ctime says.
+    first.set(join(ctx, 'd.txt'), { ino: 4, size: 1, mtimeMs: old, ctimeMs: old, digest: 'sha256:d1', settled: false });
+    assert.equal(first.get(join(ctx, 'd.txt'))?.settled, false);
+    first.flush();
+
+    const dirs = store.db.prepare('SELECT dir FROM stat_dirs ORDER BY dir').pluck().all();
+    assert.deepEqual(dirs, [ctx, join(ctx, 'sub')], 'one row per directory, the old rows moved over');
+    store.db.prepare('DELETE FROM stat_cache').run();
+    const next = new PersistentStatCache(store);
+    assert.equal(next.get(join(ctx, 'a.txt'))?.digest, 'sha256:a1');
+    assert.equal(next.get(join(ctx, 'sub', 'b.txt'))?.digest, 'sha256:b1');
+    assert.equal(next.get(join(ctx, 'sub', 'c.txt'))?.digest, 'sha256:c1');
+    assert.equal(next.get(join(ctx, 'd.txt')), undefined, 'an unsettled entry is not kept');
+
+    // A later entry of a directory replaces the earlier one and keeps the others.
+    next.set(join(ctx, 'sub', 'b.txt'), { ino: 2, size: 2, mtimeMs: old + 1, ctimeMs: old + 1, digest: 'sha256:b2' });
+    next.flush();
+    const third = new PersistentStatCache(store);
+    assert.equal(third.get(join(ctx, 'sub', 'b.txt'))?.digest, 'sha256:b2');
+    assert.equal(third.get(join(ctx, 'sub', 'c.txt'))?.digest, 'sha256:c1');
+  } finally {
+    store.close();
+  }
+});
+
+test('selection records survive between builds', () => {
+  const store = Store.open(join(root, 'store-sel'));
+  try {
+    const first = new PersistentStatCache(store);
+    assert.equal(first.selection('k1'), undefined);
+    first.setSelection('k1', { fingerprint: 'f1', digest: 'sha256:d1' });
+    assert.deepEqual(first.selection('k1'), { fingerprint: 'f1', digest: 'sha256:d1' });
+    first.flush();
+    const next = new PersistentStatCache(store);
+    assert.deepEqual(next.selection('k1'), { fingerprint: 'f1', digest: 'sha256:d1' });
+    next.setSelection('k1', { fingerprint: 'f2', digest: 'sha256:d2' });
+    next.flush();
+    assert.deepEqual(new PersistentStatCache(store).selection('k1'), { fingerprint: 'f2', digest: 'sha256:d2' });
   } finally {
     store.close();
   }

@@ -212,7 +212,7 @@ export async function runBuild(pathArg: string, flags: BuildFlags): Promise<stri
     // Layers are committed uncompressed; outputs and cache exports compress what they need.
     const compression = 'none' as const;
     const ignore = loadIgnore(contextDir, df.path);
-    statCache = new PersistentStatCache(store, Object.values(contextDirs));
+    statCache = new PersistentStatCache(store);
     let runtime: Promise<Runtime> | undefined;
     if (cacheIo && cacheFrom.length) {
       for (const r of await cacheIo.runImports(store, bases.client, cacheFrom, warn)) {
