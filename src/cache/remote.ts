@@ -233,6 +233,8 @@ export interface ImportResult {
   layers: number;
   /** Cache mounts whose (verified) tarball is being unpacked in the background (startCacheMountSeed). */
   mounts: string[];
+  /** Settles when those seeds have: the mounts that were seeded (a tarball can still fail to unpack). */
+  seeded: Promise<string[]>;
   /** Cache mounts that could not be seeded (bad tarball); the records are imported all the same. */
   warnings: string[];
 }
@@ -269,9 +271,10 @@ export async function importCache(store: Store, source: CacheSource, client: Reg
   }).immediate();
   if (index.builds?.length) importBuilds(store, index.builds, sourceText(source));
   const seeded: string[] = [];
+  const outcomes: Promise<string | undefined>[] = [];
   const warnings: string[] = [];
   if (opts.mounts !== 'none') {
-    const { startCacheMountSeed } = await import('./cache-mounts.js');
+    const { startCacheMountSeed, cacheMountSeeded } = await import('./cache-mounts.js');
     const wanted = index.mounts.filter((m) => {
       if (opts.mounts !== 'all' && !opts.mounts.includes(m.id)) return false;
       const local = store.db.prepare('SELECT last_used FROM cache_mounts WHERE id=?').get(m.id) as { last_used: number } | undefined;
@@ -300,10 +303,14 @@ export async function importCache(store: Store, source: CacheSource, client: Reg
     );
     const late = (message: string) => process.stderr.write(`WARNING: --cache-from ${sourceText(source)}: ${message}\n`);
     for (const v of verified) {
-      if (v && startCacheMountSeed(store, v.m.id, async () => createReadStream(v.path, { highWaterMark: 1 << 20 }), v.m, late)) seeded.push(v.m.id);
+      if (!v || !startCacheMountSeed(store, v.m.id, async () => createReadStream(v.path, { highWaterMark: 1 << 20 }), v.m, late)) continue;
+      seeded.push(v.m.id);
+      // Asked at once, while the seed is still listed as running.
+      outcomes.push(cacheMountSeeded(store, v.m.id).then((ok) => (ok === false ? undefined : v.m.id)));
     }
   }
-  return { records, layers: index.layers.length, mounts: seeded, warnings };
+  const done = Promise.all(outcomes).then((ids) => ids.filter((id): id is string => id !== undefined));
+  return { records, layers: index.layers.length, mounts: seeded, seeded: done, warnings };
 }
 
 // ---------- exporting ----------

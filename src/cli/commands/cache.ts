@@ -62,7 +62,9 @@ export function registerCache(program: Command): void {
           const index = await readCacheIndex(spec.source, client);
           await new Materializer(store, client).blobsOf(index?.layers ?? []);
         }
-        process.stdout.write(`imported ${r.records} new records (${r.layers} layers listed); cache mounts seeded: ${r.mounts.length ? r.mounts.join(', ') : 'none'}\n`);
+        // The summary waits for the seeds, so that it names only mounts that really were seeded.
+        const seeded = await r.seeded;
+        process.stdout.write(`imported ${r.records} new records (${r.layers} layers listed); cache mounts seeded: ${seeded.length ? seeded.join(', ') : 'none'}\n`);
       } finally {
         store.close();
       }
