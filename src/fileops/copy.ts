@@ -52,6 +52,12 @@ export interface CopyRequest {
    * Those files are left out of destRoot; CopyResult.finish puts them into the unmounted upper.
    */
   reuse?: CopyReuse;
+  /**
+   * The upper dir of the overlay mounted at destRoot. Creating files through overlayfs costs several
+   * times what it costs on the upper's own filesystem, so a copy of one source tree writes what goes
+   * into directories it created itself straight into the upper (see copyTree for when that is safe).
+   */
+  destUpper?: string;
 }
 
 export interface CopyResult {
@@ -61,6 +67,8 @@ export interface CopyResult {
    * the overlay is unmounted; it links them from the earlier layer or copies them.
    */
   finish?: (upper: string) => Promise<LinkStats>;
+  /** Entries created directly in CopyRequest.destUpper (not through the mount). */
+  intoUpper: number;
 }
 
 interface Leaf {
@@ -75,11 +83,24 @@ interface Leaf {
   archive?: boolean;
 }
 
+/**
+ * Where the first copy of a hard-linked source file went. A link must be made on the same side as
+ * its new name (link(2) from the mount into its upper is EXDEV): `merged` when it was created
+ * through the mount, `upper` when it is in (or was created directly in) the upper dir.
+ */
+interface FirstLink {
+  merged?: string;
+  upper?: string;
+}
+
 interface Ctx {
   req: CopyRequest;
   chmod?: Chmod;
   dirPerm: number;
-  inodes: Map<string, string>;
+  inodes: Map<string, FirstLink>;
+  /** req.destUpper when this copy may write into it (one source tree only), else undefined. */
+  destUpper?: string;
+  intoUpper: number;
   copied: number;
   /** Files left for CopyResult.finish, with the times of the directories holding them. */
   deferred: DeferredFile[];
@@ -199,21 +220,27 @@ function symlinkJob(ctx: Ctx, leaf: Leaf, e: TreeEntry, target: string): Symlink
   return { kind: 'symlink', target: e.link ?? fs.readlinkSync(e.host), dst: target, owner: freshOwner(ctx, leaf, e), atime: e.st.atimeMs / 1000, mtime: e.st.mtimeMs / 1000 };
 }
 
-/** Queues a regular file or symlink on `batch` (its target is free); false for other kinds. */
-function queueLeaf(ctx: Ctx, leaf: Leaf, e: TreeEntry, target: string, batch: Batch): boolean {
+/**
+ * Queues a regular file or symlink on `batch` (its target is free); false for other kinds.
+ * `inUpper`: target is a path in the upper dir, not through the mount.
+ */
+function queueLeaf(ctx: Ctx, leaf: Leaf, e: TreeEntry, target: string, batch: Batch, inUpper: boolean): boolean {
   switch (e.kind) {
     case 'file': {
       const key = `${e.st.dev}:${e.st.ino}`;
       const first = e.st.nlink > 1 ? ctx.inodes.get(key) : undefined;
       if (first !== undefined) {
+        const from = inUpper ? first.upper : first.merged;
+        // copyTree keeps the upper out of directories where this could happen.
+        if (from === undefined) throw new Error(`internal error: no ${inUpper ? 'upper' : 'merged'} path to hard-link ${target} to`);
         batch.after.push(() => {
-          fs.linkSync(first, target);
+          fs.linkSync(from, target);
           applyInfo(ctx, leaf, e, target, true);
         });
       } else {
         batch.jobs.push(fileJob(ctx, leaf, e, target));
         if (leaf.xattrs) batch.after.push(() => copyXattrs(e.host, target));
-        if (e.st.nlink > 1) ctx.inodes.set(key, target);
+        if (e.st.nlink > 1) ctx.inodes.set(key, inUpper ? { upper: target } : { merged: target, upper: upperPathOf(ctx, target) });
       }
       ctx.copied++;
       return true;
@@ -228,12 +255,21 @@ function queueLeaf(ctx: Ctx, leaf: Leaf, e: TreeEntry, target: string, batch: Ba
 }
 
 /**
- * Copy a non-directory; `inFreshDir` says its parent was created by this copy (nothing to replace).
- * Regular files and symlinks are queued on `batch`; the caller runs it before touching their dirs.
+ * The upper-dir path of a file this copy created through the mount: overlayfs created it there
+ * (a new file is never a lower's), under the same relative path.
  */
-async function copyLeaf(ctx: Ctx, leaf: Leaf, e: TreeEntry, target: string, batch: Batch, inFreshDir = false): Promise<void> {
+function upperPathOf(ctx: Ctx, merged: string): string | undefined {
+  return ctx.destUpper === undefined ? undefined : path.join(ctx.destUpper, path.relative(ctx.req.destRoot, merged));
+}
+
+/**
+ * Copy a non-directory; `inFreshDir` says its parent was created by this copy (nothing to replace),
+ * `inUpper` that target is in the upper dir. Regular files and symlinks are queued on `batch`; the
+ * caller runs it before touching their dirs.
+ */
+async function copyLeaf(ctx: Ctx, leaf: Leaf, e: TreeEntry, target: string, batch: Batch, inFreshDir = false, inUpper = false): Promise<void> {
   if (!inFreshDir) ensureEmptyFileTarget(ctx, target);
-  if (queueLeaf(ctx, leaf, e, target, batch)) return;
+  if (queueLeaf(ctx, leaf, e, target, batch, inUpper)) return;
   switch (e.kind) {
     case 'socket':
       // The build context cannot carry sockets; BuildKit delivers them as empty files.
@@ -260,7 +296,60 @@ async function runBatch(batch: Batch): Promise<void> {
   for (const f of batch.after) f();
 }
 
-/** fsutil's Copy for one resolved source: place it at `destIn`, then copy the tree. */
+/** Files of a tree that have another name in it (nlink > 1): their indices, and each inode's last index. */
+interface LinkGroups {
+  members: number[];
+  last: Map<string, number>;
+}
+
+function linkGroups(entries: TreeEntry[]): LinkGroups | undefined {
+  let groups: LinkGroups | undefined;
+  for (let k = 0; k < entries.length; k++) {
+    const e = entries[k]!;
+    if (e.kind !== 'file' || e.st.nlink < 2) continue;
+    groups ??= { members: [], last: new Map() };
+    groups.members.push(k);
+    groups.last.set(`${e.st.dev}:${e.st.ino}`, k);
+  }
+  return groups;
+}
+
+/** Whether a file below the dir entries[k] has a hard link that comes after k's subtree (entries are pre-order). */
+function linkedPastSubtree(groups: LinkGroups | undefined, entries: TreeEntry[], k: number): boolean {
+  if (!groups) return false;
+  const { members, last } = groups;
+  let lo = 0;
+  let hi = members.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (members[mid]! <= k) lo = mid + 1;
+    else hi = mid;
+  }
+  const prefix = entries[k]!.rel + '/';
+  for (let i = lo; i < members.length; i++) {
+    const e = entries[members[i]!]!;
+    if (!e.rel.startsWith(prefix)) break;
+    if (!entries[last.get(`${e.st.dev}:${e.st.ino}`)!]!.rel.startsWith(prefix)) return true;
+  }
+  return false;
+}
+
+/**
+ * fsutil's Copy for one resolved source: place it at `destIn`, then copy the tree.
+ *
+ * With ctx.destUpper, entries below a directory this copy created through the mount go straight
+ * into the overlay's upper dir, under the same relative path. The kernel leaves changes to a mounted
+ * overlay's layers undefined for what the overlay has cached; here it has cached nothing: such a
+ * directory showed no lower entry when it was created, so overlayfs keeps no lower for it and its
+ * upper dir alone is its content, the names below it were never looked up through the mount, and
+ * nothing looks them up there later (their metadata goes on through the same upper paths; the mount
+ * is only unmounted afterwards). What lands in the upper is what overlayfs would have created there:
+ * a plain mkdir, create, symlink, mknod or link with the same owner and mode (the opaque mark
+ * overlayfs gives a new dir in a merged dir goes on the one created through the mount, never on
+ * the ones below it). Hard links: see FirstLink; a created dir with a file whose inode gets another
+ * name after the dir's subtree keeps its entries on the mount (that later name may be through the
+ * mount, and the first copy must then be there too).
+ */
 async function copyTree(ctx: Ctx, leaf: Leaf, destIn: { path: string; dirLike: boolean }): Promise<void> {
   const { req } = ctx;
   const owner = req.chown;
@@ -293,6 +382,12 @@ async function copyTree(ctx: Ctx, leaf: Leaf, destIn: { path: string; dirLike: b
   const freshDirs = new Set<string>();
   // A destination dir just made by mkdirAllHost is as empty as one copyDirOnly made.
   if (rootCreated || madeParents.includes(dst)) freshDirs.add('');
+  // The fresh dirs whose entries go into the upper dir (see above).
+  const upperDirs = new Set<string>();
+  const upperPrefix = ctx.destUpper === undefined ? undefined : `${ctx.destUpper}/${dstRelPrefix}`;
+  const groups = upperPrefix === undefined ? undefined : linkGroups(leaf.entries);
+  // Every entry is below the root: no link can come after its subtree.
+  if (upperPrefix !== undefined && freshDirs.has('')) upperDirs.add('');
   const freshStat = new Map<string, Stats>();
   if (freshDirs.has('')) freshStat.set('', leaf.root.st);
   const pause = new Pacer();
@@ -301,14 +396,20 @@ async function copyTree(ctx: Ctx, leaf: Leaf, destIn: { path: string; dirLike: b
   for (let k = 0; k < leaf.entries.length; k++) {
     if ((k & 63) === 0 && pause.due()) await pause.maybe();
     const e = leaf.entries[k]!;
-    const target = dstPrefix + e.rel;
     const slash = e.rel.lastIndexOf('/');
-    const inFresh = freshDirs.has(slash < 0 ? '' : e.rel.slice(0, slash));
+    const parentRel = slash < 0 ? '' : e.rel.slice(0, slash);
+    const inFresh = freshDirs.has(parentRel);
+    const inUpper = inFresh && upperPrefix !== undefined && upperDirs.has(parentRel);
+    const target = (inUpper ? upperPrefix : dstPrefix) + e.rel;
     if (e.kind === 'dir') {
       const created = inFresh ? (fs.mkdirSync(target, { mode: e.st.mode & 0o777 }), true) : copyDirOnly(ctx, target, e.st, true);
-      if (created) freshDirs.add(e.rel);
+      if (created) {
+        freshDirs.add(e.rel);
+        if (inUpper || (upperPrefix !== undefined && !linkedPastSubtree(groups, leaf.entries, k))) upperDirs.add(e.rel);
+      }
       if (created && reuse) freshStat.set(e.rel, e.st);
       if (!e.parentOnly || created) dirsDone.push({ e, target, created });
+      if (inUpper) ctx.intoUpper++;
       ctx.copied++;
       continue;
     }
@@ -316,15 +417,15 @@ async function copyTree(ctx: Ctx, leaf: Leaf, destIn: { path: string; dirLike: b
       // The common kinds without a promise per entry.
       if (!inFresh) ensureEmptyFileTarget(ctx, target);
       else if (reuse && e.kind === 'file' && e.st.nlink === 1 && reuse.unchanged(srcPrefix + e.rel)) {
-        const parent = slash < 0 ? '' : e.rel.slice(0, slash);
-        const pst = freshStat.get(parent)!;
-        ctx.dirTimes.set(dstRel === '' ? parent : parent === '' ? dstRel : `${dstRel}/${parent}`, [pst.atimeMs / 1000, pst.mtimeMs / 1000]);
+        const pst = freshStat.get(parentRel)!;
+        ctx.dirTimes.set(dstRel === '' ? parentRel : parentRel === '' ? dstRel : `${dstRel}/${parentRel}`, [pst.atimeMs / 1000, pst.mtimeMs / 1000]);
         ctx.deferred.push({ job: fileJob(ctx, leaf, e, target), rel: dstRelPrefix + e.rel });
         ctx.copied++;
         continue;
       }
-      queueLeaf(ctx, leaf, e, target, batch);
-    } else await copyLeaf(ctx, leaf, e, target, batch, inFresh);
+      queueLeaf(ctx, leaf, e, target, batch, inUpper);
+    } else await copyLeaf(ctx, leaf, e, target, batch, inFresh, inUpper);
+    if (inUpper) ctx.intoUpper++;
   }
   await runBatch(batch);
   for (const d of dirsDone.reverse()) applyInfo(ctx, leaf, d.e, d.target, d.created);
@@ -369,6 +470,7 @@ export async function copyFiles(req: CopyRequest): Promise<CopyResult> {
     chmod,
     dirPerm: chmod?.octal !== undefined ? chmod.octal & 0o777 : 0o755,
     inodes: new Map(),
+    intoUpper: 0,
     copied: 0,
     deferred: [],
     dirTimes: new Map(),
@@ -425,8 +527,11 @@ export async function copyFiles(req: CopyRequest): Promise<CopyResult> {
       if (!existing.lstat?.isDirectory()) throw tooMany(req.isAdd ?? false);
     }
 
-    // With several sources a later one may overwrite an earlier one's file: no deferring then.
+    // With several sources a later one may overwrite an earlier one's file: no deferring then. Nor
+    // writing into the upper: a later source resolves its destination through the mount, maybe
+    // into directories an earlier one filled behind the overlay's back.
     if (leaves.length !== 1) ctx.req = { ...req, reuse: undefined };
+    else ctx.destUpper = req.destUpper;
     for (const leaf of leaves) {
       if (leaf.archive) {
         const { host } = await mkdirAllInside(req.destRoot, destIn.path, 0o755, req.chown);
@@ -437,8 +542,9 @@ export async function copyFiles(req: CopyRequest): Promise<CopyResult> {
     }
     const { deferred, dirTimes } = ctx;
     const reuse = ctx.req.reuse;
-    if (!reuse || deferred.length === 0) return { copied: ctx.copied };
-    return { copied: ctx.copied, finish: (upper) => finishDeferred(reuse, upper, deferred, dirTimes) };
+    const { copied, intoUpper } = ctx;
+    if (!reuse || deferred.length === 0) return { copied, intoUpper };
+    return { copied, intoUpper, finish: (upper) => finishDeferred(reuse, upper, deferred, dirTimes) };
   } finally {
     await fsp.rm(tmp, { recursive: true, force: true });
   }
