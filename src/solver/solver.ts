@@ -8,7 +8,7 @@ import { digestOf } from '../graph/digest.js';
 import type { Op, Vertex } from '../graph/ops.js';
 import type { EventSink, VertexRef } from '../progress/events.js';
 import type { Runtime } from '../executor/types.js';
-import { checksumSources, checksumSourcesUnlessUnchanged, checksumRootfsSources, type StatCache } from '../context/checksum.js';
+import { checksumSources, checksumSourcesUnlessUnchanged, checksumRootfsSources, type ChecksumResult, type StatCache, type UnchangedChecksum } from '../context/checksum.js';
 import { BadCacheLayer, type Materializer } from './materialize.js';
 import type { BaseImages } from './base-images.js';
 import { formatAge } from './age.js';
@@ -53,8 +53,12 @@ export interface VertexResult {
   created?: number;
 }
 
-/** A step's context checksum: its file list, or (for unchanged selections) a loader of the recorded one. */
-type ContextChecksum = { digest: string; bytesRead: number } & ({ files: Record<string, string>; loadFiles?: undefined } | { files?: undefined; loadFiles: () => Record<string, string> });
+/** A step's context checksum; its file list (path -> `type:mode:content digest`) is made on demand. */
+interface ContextChecksum {
+  digest: string;
+  bytesRead: number;
+  files: () => Record<string, string>;
+}
 
 export function chainId(chain: LayerInfo[]): string {
   return digestOf(chain.map((l) => l.diffId));
@@ -256,17 +260,17 @@ export class Solver {
     const ctx = await this.contextChecksum(v);
     if (ctx) {
       this.contextBytesRead += ctx.bytesRead;
-      if (ctx.files) out.files = ctx.files;
-      else lazyFiles(out, ctx.loadFiles);
+      lazyFiles(out, ctx.files);
       out.filesDigest = ctx.digest;
     }
     return out;
   }
 
   /**
-   * The checksum of the context files a step reads (COPY from a context, RUN's context bind mounts).
-   * Selections that did not change come without their file list (a hit never needs it): the build
-   * that recorded them kept the step's list under the same digest, loaded when something asks.
+   * The checksum of the context files a step reads (COPY from a context, RUN's context bind mounts),
+   * with its file list made when something asks (a hit whose list the history has never does).
+   * Selections that did not change come without a list of their own: the build that recorded them
+   * kept the step's list under the same digest.
    */
   private async contextChecksum(v: Vertex, reuse = true): Promise<ContextChecksum | undefined> {
     const op = v.op;
@@ -284,7 +288,7 @@ export class Solver {
       }
     }
     if (!selections.length) return undefined;
-    const results = [];
+    const results: (ChecksumResult | UnchangedChecksum)[] = [];
     for (const s of selections) {
       const opts = { root: s.root, ignore: s.root === this.o.contextDirs.context ? this.o.ignore : undefined, ignoreMayReinclude: this.o.ignoreMayReinclude, sources: s.sources, excludes: s.excludes, parents: s.parents, statCache: this.o.statCache };
       results.push(reuse ? await checksumSourcesUnlessUnchanged(opts) : await checksumSources(opts));
@@ -292,8 +296,11 @@ export class Solver {
     const digest = digestOf(results.map((r) => r.digest));
     const bytesRead = results.reduce((n, r) => n + r.bytesRead, 0);
     if (results.every((r) => r.files)) {
-      const files: Record<string, string> = {};
-      for (const r of results) for (const f of r.files!) files[f.path] = `${f.type}:${f.mode.toString(8)}:${f.contentDigest ?? ''}`;
+      const files = () => {
+        const out: Record<string, string> = {};
+        for (const r of results) for (const f of r.files!) out[f.path] = `${f.type}:${f.mode.toString(8)}:${f.contentDigest ?? ''}`;
+        return out;
+      };
       return { files, digest, bytesRead };
     }
     const { db } = this.o.store;
@@ -303,7 +310,7 @@ export class Solver {
       return { ...full, bytesRead: full.bytesRead + bytesRead };
     }
     const list = db.prepare('SELECT files FROM file_lists WHERE digest=?').pluck();
-    return { digest, bytesRead, loadFiles: () => JSON.parse(list.get(digest) as string) as Record<string, string> };
+    return { digest, bytesRead, files: () => JSON.parse(list.get(digest) as string) as Record<string, string> };
   }
 
   /**
@@ -313,10 +320,9 @@ export class Solver {
    * The stat cache makes this a walk and a stat per file; only changed files are read again.
    */
   private async verifyContextUnchanged(v: Vertex, before: StepInputs): Promise<void> {
-    let after = await this.contextChecksum(v);
+    const after = await this.contextChecksum(v);
     if (!after || after.digest === before.filesDigest) return;
-    if (!after.files) after = (await this.contextChecksum(v, false))!;
-    const { changed, added, removed } = fileChanges(before.files ?? {}, after.files!);
+    const { changed, added, removed } = fileChanges(before.files ?? {}, after.files());
     const paths = [...changed, ...added, ...removed];
     const named = paths.length ? `${paths.slice(0, 5).join(', ')}${paths.length > 5 ? ` and ${paths.length - 5} more` : ''}` : 'files';
     const message = `${named} changed in the build context while this step ran; its result was not cached`;
