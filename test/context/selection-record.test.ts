@@ -128,6 +128,22 @@ describe('selection records', () => {
     }
   });
 
+  it('keep answering when ignored files come and go in a selected directory', async () => {
+    const root = await settledTree();
+    const cache = new MemoryStatCache();
+    const ignore = (rel: string) => rel.endsWith('.swp');
+    await check(root, cache, { ignore });
+    assert.equal((await check(root, cache, { ignore })).reused, true);
+    // An editor's swap file: the directory's mtime and ctime change, the selection does not.
+    await fsp.writeFile(path.join(root, 'src/lib/.b.js.swp'), 'swap');
+    await fsp.rm(path.join(root, 'src/lib/.b.js.swp'));
+    await sleep(RACY_MS + 20);
+    assert.equal((await check(root, cache, { ignore })).reused, true);
+    // Not ignored, the same file is an added entry.
+    await fsp.writeFile(path.join(root, 'src/lib/b.js.bak'), 'bak');
+    assert.equal((await check(root, cache, { ignore })).reused, false);
+  });
+
   it('are not kept for files read within RACY_MS of their change', async () => {
     const root = await settledTree();
     const cache = new MemoryStatCache();
