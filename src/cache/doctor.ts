@@ -5,6 +5,7 @@ import { existsSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Store } from './store.js';
 import { hexOf, staleMounts } from './store.js';
+import { IMAGE_SUFFIX, checkMountable } from '../snapshot/layer-mount.js';
 
 export interface DoctorReport {
   problems: string[];
@@ -55,7 +56,7 @@ export async function runDoctor(store: Store, opts: { verifyBlobs: boolean; clea
   for (const l of layers) {
     r.checkedLayers++;
     layerIds.add(hexOf(l.diff_id));
-    if (l.unpacked && !existsSync(store.layerDir(l.diff_id))) {
+    if (l.unpacked && !store.layerReady(l.diff_id)) {
       r.problems.push(`layer ${l.diff_id} is recorded as unpacked but its directory is missing`);
       store.db.prepare('UPDATE layers SET unpacked=0 WHERE diff_id=?').run(l.diff_id);
       r.repaired.push(`marked layer ${l.diff_id} for unpacking again`);
@@ -68,10 +69,32 @@ export async function runDoctor(store: Store, opts: { verifyBlobs: boolean; clea
       r.repaired.push(`dropped layer ${l.diff_id} and the cache records that use it`);
     }
   }
+  const layerImages: string[] = [];
   for (const name of readdirSync(join(store.root, 'layers'))) {
-    if (!layerIds.has(name)) {
-      rmSync(join(store.root, 'layers', name), { recursive: true, force: true });
-      r.repaired.push(`removed unindexed layer directory ${name}`);
+    const isImage = name.endsWith(IMAGE_SUFFIX);
+    const hex = isImage ? name.slice(0, -IMAGE_SUFFIX.length) : name;
+    if (layerIds.has(hex)) {
+      if (isImage) layerImages.push(`sha256:${hex}`);
+      continue;
+    }
+    rmSync(join(store.root, 'layers', name), { recursive: true, force: true });
+    r.repaired.push(`removed unindexed layer ${isImage ? 'image' : 'directory'} ${name}`);
+  }
+  // Layers kept as squashfs images need loop mounts; a store moved where there are none (a
+  // container without the right) gets them unpacked from their blobs by the next build instead.
+  if (layerImages.length) {
+    const scratch = join(tmp, `doctor-${process.pid}-mount`);
+    try {
+      await checkMountable(store.layerImage(layerImages[0]!), scratch);
+    } catch (e) {
+      r.problems.push(`layer images cannot be mounted here: ${(e as Error).message}`);
+      for (const d of layerImages) {
+        store.removeLayerFiles(d);
+        store.db.prepare('UPDATE layers SET unpacked=0 WHERE diff_id=?').run(d);
+      }
+      r.repaired.push(`removed ${layerImages.length} layer image(s); the next build unpacks those layers from their blobs`);
+    } finally {
+      rmSync(scratch, { recursive: true, force: true });
     }
   }
 

@@ -176,7 +176,7 @@ export function collectGarbage(store: Store, candidates?: Set<string>): void {
     if (imageLayer) {
       // A named image still needs the blob; only the unpacked copy goes.
       store.db.prepare('UPDATE layers SET unpacked=0 WHERE diff_id=?').run(l.diff_id);
-      rmSync(store.layerDir(l.diff_id), { recursive: true, force: true });
+      store.removeLayerFiles(l.diff_id);
       continue;
     }
     // Layers of records the caller did not choose stay, even when nothing references them: they
@@ -184,7 +184,8 @@ export function collectGarbage(store: Store, candidates?: Set<string>): void {
     if (candidates && !candidates.has(l.diff_id)) continue;
     delLayer.run(l.diff_id);
     delSource.run(l.diff_id);
-    rmSync(store.layerDir(l.diff_id), { recursive: true, force: true });
+    // An imported layer may be a mounted image (snapshot/squash-layer.ts): unmounted, then removed.
+    store.removeLayerFiles(l.diff_id);
   }
   const blobs = store.db.prepare('SELECT digest, last_used FROM blobs').all() as { digest: string; last_used: number }[];
   const delBlob = store.db.prepare('DELETE FROM blobs WHERE digest=?');

@@ -4,13 +4,14 @@
 // unreferenced temp file that `doctor` or the next open removes.
 import Database from 'better-sqlite3';
 import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream, existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { createReadStream, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { copyFile, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { StrataError } from '../errors.js';
 import { ADDED_COLUMNS, SCHEMA, SCHEMA_STAT_CACHE } from './schema.js';
+import { IMAGE_SUFFIX, mountLayerImage } from '../snapshot/layer-mount.js';
 
 export interface LayerInfo {
   diffId: string;
@@ -38,9 +39,16 @@ export function hexOf(digest: string): string {
   return m[1]!;
 }
 
+/** Stores with layer images mounted by this process: unmounted at exit if nobody closed them. */
+const liveStores = new Set<Store>();
+let exitHook = false;
+
 export class Store {
   readonly db: Database.Database;
   readonly root: string;
+  /** diffId -> where this process mounted the layer's image (layerLower) */
+  private readonly imageMounts = new Map<string, Promise<string>>();
+  private imageMountRoot: string | undefined;
 
   private constructor(root: string) {
     this.root = root;
@@ -60,6 +68,7 @@ export class Store {
   }
 
   close(): void {
+    this.releaseLayerMounts();
     this.db.close();
   }
 
@@ -136,8 +145,67 @@ export class Store {
   }
 
   // ---- layers ----
+  /** The layer's unpacked directory (a lower for overlay mounts), unless it is kept as an image (layerImage). */
   layerDir(diffId: string): string {
     return join(this.root, 'layers', hexOf(diffId));
+  }
+
+  /**
+   * The squashfs image a layer from a blob may be kept as instead of a directory
+   * (snapshot/squash-layer.ts); mounted only while an overlay is mounted on it (solver/mounts.ts).
+   */
+  layerImage(diffId: string): string {
+    return join(this.root, 'layers', hexOf(diffId) + IMAGE_SUFFIX);
+  }
+
+  /**
+   * The directory to use as an overlay lower for the layer: its unpacked directory, or its image
+   * mounted read-only for the rest of this process (once; solver/mounts.ts and the commit's lookups
+   * in the lowers read it). Those mounts are below tmp/ (named with the pid, so cleanTmp removes
+   * them after a kill -9) and go in close() or at exit: none stays in the store.
+   */
+  async layerLower(diffId: string): Promise<string> {
+    const image = this.layerImage(diffId);
+    if (!existsSync(image)) return this.layerDir(diffId);
+    let p = this.imageMounts.get(diffId);
+    if (!p) {
+      this.imageMountRoot ??= this.tmpPath('layers');
+      const at = join(this.imageMountRoot, hexOf(diffId));
+      p = mountLayerImage(image, at).then(
+        () => at,
+        (e: unknown) => {
+          this.imageMounts.delete(diffId);
+          throw new StrataError('LAYER_IMAGE_MOUNT', `cannot mount the image of layer ${diffId}: ${(e as Error).message}`, {
+            hint: 'imported layers are kept as squashfs images, which need loop devices and mount rights; `strata doctor` removes the images so that the next build unpacks those layers into directories',
+            cause: e,
+          });
+        },
+      );
+      this.imageMounts.set(diffId, p);
+      liveStores.add(this);
+      if (!exitHook) {
+        exitHook = true;
+        process.on('exit', () => {
+          for (const st of liveStores) st.releaseLayerMounts();
+        });
+      }
+    }
+    return p;
+  }
+
+  /** Unmounts the layer images this process mounted (layerLower), now. */
+  releaseLayerMounts(only?: string): void {
+    const ids = only ? [only].filter((d) => this.imageMounts.has(d)) : [...this.imageMounts.keys()];
+    if (!this.imageMountRoot || ids.length === 0) return;
+    const dirs = ids.map((d) => join(this.imageMountRoot!, hexOf(d)));
+    for (const d of ids) this.imageMounts.delete(d);
+    if (spawnSync('umount', dirs).status !== 0) for (const d of dirs) spawnSync('umount', ['-l', d]);
+    for (const d of dirs) rmSync(d, { recursive: true, force: true });
+    if (this.imageMounts.size === 0) {
+      rmSync(this.imageMountRoot, { recursive: true, force: true });
+      this.imageMountRoot = undefined;
+      liveStores.delete(this);
+    }
   }
 
   layer(diffId: string): LayerInfo | undefined {
@@ -147,16 +215,16 @@ export class Store {
     return r && { diffId: r.diff_id, digest: r.blob_digest, size: r.size, mediaType: r.media_type };
   }
 
-  /** True when the layer's unpacked directory exists and is recorded (usable as a lower). */
+  /** True when the layer is recorded and on disk (its directory or its image): usable as a lower. */
   layerReady(diffId: string): boolean {
     const r = this.db.prepare('SELECT unpacked FROM layers WHERE diff_id=?').get(diffId) as { unpacked: number } | undefined;
-    return !!r?.unpacked && existsSync(this.layerDir(diffId));
+    return !!r?.unpacked && (existsSync(this.layerImage(diffId)) || existsSync(this.layerDir(diffId)));
   }
 
   /** Moves an unpacked layer dir into place (or drops it when another process won) and records it. */
   async adoptLayer(dir: string, info: LayerInfo): Promise<void> {
     const dest = this.layerDir(info.diffId);
-    if (existsSync(dest)) await rm(dir, { recursive: true, force: true });
+    if (existsSync(dest) || existsSync(this.layerImage(info.diffId))) await rm(dir, { recursive: true, force: true });
     else {
       try {
         await rename(dir, dest);
@@ -165,14 +233,44 @@ export class Store {
         await rm(dir, { recursive: true, force: true });
       }
     }
+    this.recordLayer(info, this.layerDiskSize(info.diffId));
+  }
+
+  /**
+   * Moves a layer image (verified by the caller) into place, or drops it when the layer is there
+   * already (as an image or a directory), and records it. The rename is the commit point: an
+   * image file in `layers/` is always whole.
+   */
+  async adoptLayerImage(file: string, info: LayerInfo): Promise<void> {
+    if (existsSync(this.layerDir(info.diffId)) || existsSync(this.layerImage(info.diffId))) await rm(file, { force: true });
+    else await rename(file, this.layerImage(info.diffId));
+    this.recordLayer(info, this.layerDiskSize(info.diffId));
+  }
+
+  private recordLayer(info: LayerInfo, diskSize: number): void {
     const t = this.now();
-    const diskSize = ownDiskSize(dest);
     this.db
       .prepare(
         `INSERT INTO layers(diff_id,blob_digest,size,media_type,unpacked,disk_size,created,last_used) VALUES (?,?,?,?,1,?,?,?)
          ON CONFLICT(diff_id) DO UPDATE SET unpacked=1, disk_size=excluded.disk_size, last_used=excluded.last_used`,
       )
       .run(info.diffId, info.digest, info.size, info.mediaType, diskSize, t, t);
+  }
+
+  /** Bytes the layer takes here: its image file, or what its directory holds (ownDiskSize). */
+  private layerDiskSize(diffId: string): number {
+    try {
+      return statSync(this.layerImage(diffId)).size;
+    } catch {
+      return ownDiskSize(this.layerDir(diffId));
+    }
+  }
+
+  /** Removes a layer's files (its directory, its image, this process's mount of it); the index rows stay. */
+  removeLayerFiles(diffId: string): void {
+    this.releaseLayerMounts(diffId);
+    rmSync(this.layerDir(diffId), { recursive: true, force: true });
+    rmSync(this.layerImage(diffId), { force: true });
   }
 
   touchLayers(diffIds: string[]): void {

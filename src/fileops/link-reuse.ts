@@ -5,6 +5,9 @@
 // linked instead of copied, once the step's overlay is unmounted (links go straight into the upper
 // dir; while mounted, writing there behind overlayfs's back would be undefined).
 //
+// (A previous layer kept as a squashfs image, not a directory, lends nothing: links cannot cross
+// filesystems, and all files are copied.)
+//
 // Why this is safe: unpacked layers are never written once adopted (they are read-only lowers, and
 // overlayfs copies a file up before changing it), so an inode shared by two layers cannot change
 // under either; deleting a layer dir only drops its own links. A linked file is used only when it
@@ -131,7 +134,9 @@ export async function finishDeferred(reuse: CopyReuse, upper: string, files: Def
   const fallback: FileJob[] = [];
   let misses = 0;
   let linked = 0;
-  let linking = true;
+  // A layer kept as a squashfs image (an imported one) has no directory here, and its mount is
+  // another filesystem (link(2) fails with EXDEV): nothing to link from.
+  let linking = lstatSync(reuse.layerDir, { throwIfNoEntry: false })?.dev === lstatSync(upper).dev;
   try {
     for (const f of files) {
       const target = `${upper}/${f.rel}`;

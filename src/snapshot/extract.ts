@@ -93,47 +93,57 @@ export async function extractLayer(
   const hash = sha256();
   const counter = { bytes: 0 };
   const rewriter = new OverlayRewriter(opts.label);
-  const tar = spawn('tar', [...GNU_TAR_ARGS, '-C', destDir], { stdio: ['pipe', 'ignore', 'pipe'] });
-  let tarStderr = '';
-  tar.stderr.on('data', (d: Buffer) => {
-    tarStderr = (tarStderr + d.toString('utf8')).slice(-4000);
-  });
-  const tarExit = new Promise<number | null>((resolve, reject) => {
-    tar.once('error', reject);
-    tar.once('close', (code) => resolve(code));
-  });
-  tarExit.catch(() => undefined);
-
   try {
-    const source = input as AsyncIterable<Buffer | string>;
-    const entries = readTar(hashing(decompressed(source), hash, counter));
+    const entries = readTar(hashing(decompressed(input as AsyncIterable<Buffer | string>), hash, counter));
+    await feedProcess(coalesce(overlayTar(entries, rewriter)), 'tar', [...GNU_TAR_ARGS, '-C', destDir]);
+    for (const dir of [...rewriter.opaque].sort()) await markOpaque(destDir, dir);
+    return { diffId: `sha256:${hash.digest('hex')}`, size: counter.bytes };
+  } catch (e) {
+    await rm(destDir, { recursive: true, force: true });
+    throw layerError(e, opts.label);
+  }
+}
+
+/**
+ * Writes `bytes` to the stdin of `cmd args` and waits for it to exit 0. Our own error (a bad
+ * layer, a failed read) wins over the process's; a broken pipe only means the process stopped
+ * reading, so then its exit code and stderr explain (as a ProcessError).
+ */
+export async function feedProcess(bytes: AsyncIterable<Buffer>, cmd: string, args: string[]): Promise<void> {
+  const child = spawn(cmd, args, { stdio: ['pipe', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => {
+    stderr = (stderr + d.toString('utf8')).slice(-4000);
+  });
+  const exited = new Promise<number | null>((resolve, reject) => {
+    child.once('error', reject);
+    child.once('close', (code) => resolve(code));
+  });
+  exited.catch(() => undefined);
+  try {
     let feedError: unknown = null;
     try {
-      await pipeline(Readable.from(coalesce(overlayTar(entries, rewriter))), tar.stdin);
+      await pipeline(Readable.from(bytes), child.stdin);
     } catch (e) {
       feedError = e;
     }
     if (feedError) {
-      if (tar.exitCode === null && tar.signalCode === null) tar.kill('SIGKILL');
-      const code = await tarExit.catch(() => null);
-      // our own verdict first; a broken pipe only means tar stopped reading, so tar explains it
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      const code = await exited.catch(() => null);
       const brokenPipe = (feedError as { code?: string }).code === 'EPIPE';
-      if (brokenPipe && code !== 0) throw new ProcessError('tar', code, tarStderr.trim());
+      if (brokenPipe && code !== 0) throw new ProcessError(cmd, code, stderr.trim());
       throw feedError;
     }
-    const code = await tarExit;
-    if (code !== 0) throw new ProcessError('tar', code, tarStderr.trim());
-    for (const dir of [...rewriter.opaque].sort()) await markOpaque(destDir, dir);
-    return { diffId: `sha256:${hash.digest('hex')}`, size: counter.bytes };
-  } catch (e) {
-    if (tar.exitCode === null && tar.signalCode === null) tar.kill('SIGKILL');
-    await tarExit.catch(() => undefined);
-    await rm(destDir, { recursive: true, force: true });
-    throw wrapError(e, opts.label);
+    const code = await exited;
+    if (code !== 0) throw new ProcessError(cmd, code, stderr.trim());
+  } finally {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    await exited.catch(() => undefined);
   }
 }
 
-function wrapError(e: unknown, label: string): unknown {
+/** The user-facing error for a failure while reading or laying down layer `label`. */
+export function layerError(e: unknown, label: string): unknown {
   if (isStrataError(e)) return e;
   if (e instanceof TarFormatError) {
     return new StrataError('BAD_LAYER', `layer ${label} is not a valid tar archive: ${e.message}`, {

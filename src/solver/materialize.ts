@@ -7,8 +7,12 @@
 // in the store (image outputs and pushes need the blob) and the unpacker. Nothing made from those
 // bytes is kept unless they hash to the layer's digest: on a mismatch the unpacked directory and
 // the copy are removed and the error is the one a copy-then-verify fetch gives.
+//
+// Where the machine allows (snapshot/squash-layer.ts), such a layer is not unpacked into files but
+// written as a squashfs image and loop-mounted at the layer's directory: much faster for layers of
+// many files, the same to everything that mounts the layer.
 import { createReadStream, existsSync } from 'node:fs';
-import { mkdir, rm } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import { join } from 'node:path';
 import { StrataError } from '../errors.js';
@@ -27,6 +31,15 @@ export class BadCacheLayer extends StrataError {
     super('CACHE_CORRUPT', cause.message, { hint: cause.hint, cause });
   }
 }
+
+/** What ensureUnpacked made in the store's tmp area: an unpacked directory or a layer image. */
+interface Made {
+  kind: 'dir' | 'image';
+  path: string;
+  diffId: string;
+}
+
+type LayerImages = { tar2sqfs: string } | undefined;
 
 /** Where a missing layer can be fetched; `image` is set for a base image's layers. */
 export type LayerSource = CacheSource & { image?: string };
@@ -104,34 +117,82 @@ export class Materializer {
       p = (async () => {
         const src = this.source(l.diffId);
         const label = `${src?.image !== undefined ? `${src.image} layer` : 'cached layer'} ${l.digest.slice(0, 19)}`;
-        const dir = this.store.tmpPath('unpack');
-        await mkdir(dir, { recursive: true });
-        let diffId: string;
+        // Loaded on first use: a fully cached build never unpacks a layer.
+        const { layerImageSupport, debugLine } = await import('../snapshot/squash-layer.js');
+        const images = layerImageSupport();
+        const started = performance.now();
+        const made =
+          src && !this.store.hasBlob(l.digest) && !this.fetching.has(l.digest) && l.digest.startsWith('sha256:')
+            ? await this.streamUnpack(l, src, label, images)
+            : await this.fromBlob(l, label, images);
         try {
-          if (src && !this.store.hasBlob(l.digest) && !this.fetching.has(l.digest) && l.digest.startsWith('sha256:')) {
-            diffId = await this.streamUnpack(l, src, dir, label);
-          } else {
-            await this.ensureBlob(l);
-            // Loaded on first use: a fully cached build never unpacks a layer.
-            const { extractLayer } = await import('../snapshot/extract.js');
-            diffId = (await extractLayer(createReadStream(this.store.blobPath(l.digest), { highWaterMark: 1 << 20 }), dir, { label })).diffId;
+          if (made.diffId !== l.diffId && src?.image !== undefined) {
+            throw new StrataError('DIGEST_MISMATCH', `${src.image}: layer ${l.digest} unpacks to ${made.diffId}, but the image config says ${l.diffId}`);
           }
-          if (diffId !== l.diffId && src?.image !== undefined) {
-            throw new StrataError('DIGEST_MISMATCH', `${src.image}: layer ${l.digest} unpacks to ${diffId}, but the image config says ${l.diffId}`);
-          }
-          if (diffId !== l.diffId) {
-            throw new BadCacheLayer(l.diffId, new StrataError('CACHE_CORRUPT', `cached layer ${l.digest} unpacks to ${diffId}, not ${l.diffId}`));
+          if (made.diffId !== l.diffId) {
+            throw new BadCacheLayer(l.diffId, new StrataError('CACHE_CORRUPT', `cached layer ${l.digest} unpacks to ${made.diffId}, not ${l.diffId}`));
           }
         } catch (e) {
-          await rm(dir, { recursive: true, force: true });
+          await rm(made.path, { recursive: true, force: true });
           throw e;
         }
-        await this.store.adoptLayer(dir, l);
+        if (made.kind === 'image') await this.adoptImage(made.path, l, label);
+        else await this.store.adoptLayer(made.path, l);
+        debugLine(`${label}: ${made.kind === 'image' ? 'image written and mounted' : 'unpacked'} in ${((performance.now() - started) / 1000).toFixed(2)}s`);
         this.store.db.prepare('DELETE FROM layer_sources WHERE diff_id=?').run(l.diffId);
       })();
       this.unpacking.set(l.diffId, p);
     }
     return p;
+  }
+
+  /**
+   * Adopts a verified image as the layer and mounts it (the step about to run reads it). Where
+   * mounting fails (no loop devices, no mount rights: the probe cannot tell), images are off for
+   * the rest of the process and the layer is unpacked from its blob.
+   */
+  private async adoptImage(image: string, l: LayerInfo, label: string): Promise<void> {
+    try {
+      await this.store.adoptLayerImage(image, l);
+    } catch (e) {
+      await rm(image, { force: true });
+      throw e;
+    }
+    try {
+      await this.store.layerLower(l.diffId);
+      return;
+    } catch (e) {
+      if (!(e instanceof StrataError && e.code === 'LAYER_IMAGE_MOUNT')) throw e;
+      const { disableLayerImages } = await import('../snapshot/squash-layer.js');
+      disableLayerImages(e.message);
+      this.store.removeLayerFiles(l.diffId);
+    }
+    const made = await this.unpackBlob(l, label);
+    await this.store.adoptLayer(made.path, l);
+  }
+
+  /** The layer from its blob in the store (fetched first when missing): an image where possible. */
+  private async fromBlob(l: LayerInfo, label: string, images: LayerImages): Promise<Made> {
+    await this.ensureBlob(l);
+    if (images) {
+      const { writeLayerImage, LayerImageUnsupported, debugLine } = await import('../snapshot/squash-layer.js');
+      const image = this.store.tmpPath('image');
+      try {
+        const r = await writeLayerImage(createReadStream(this.store.blobPath(l.digest), { highWaterMark: 1 << 20 }), image, { label, tar2sqfs: images.tar2sqfs });
+        return { kind: 'image', path: image, diffId: r.diffId };
+      } catch (e) {
+        if (!(e instanceof LayerImageUnsupported)) throw e;
+        debugLine(`layer ${label} is unpacked, not an image: ${e.message}`);
+      }
+    }
+    return this.unpackBlob(l, label);
+  }
+
+  private async unpackBlob(l: LayerInfo, label: string): Promise<Made> {
+    const dir = this.store.tmpPath('unpack');
+    const { extractLayer } = await import('../snapshot/extract.js');
+    const r = await extractLayer(createReadStream(this.store.blobPath(l.digest), { highWaterMark: 1 << 20 }), dir, { label });
+    return { kind: 'dir', path: dir, diffId: r.diffId };
   }
 
   /** The layer's compressed bytes from where it was listed (unverified: streamUnpack hashes them). */
@@ -160,20 +221,24 @@ export class Materializer {
 
   /**
    * Reads the blob once: every byte is hashed and written to a temp file in the store, and fed to
-   * the unpacker into `dir`. The source is read to its end even when unpacking fails early, so a
-   * damaged blob is always reported as such (not as whatever its bytes made the unpacker say).
-   * The blob is adopted when its digest matches, whatever the unpacker made of it.
+   * the unpacker (or the image writer). The source is read to its end even when unpacking fails
+   * early, so a damaged blob is always reported as such (not as whatever its bytes made the
+   * unpacker say). The blob is adopted when its digest matches, whatever the unpacker made of it;
+   * nothing the unpacker made is kept otherwise. A layer the image cannot hold is unpacked from
+   * the adopted blob.
    */
-  private async streamUnpack(l: LayerInfo, src: LayerSource, dir: string, label: string): Promise<string> {
+  private async streamUnpack(l: LayerInfo, src: LayerSource, label: string, images: LayerImages): Promise<Made> {
     const tmp = this.store.tmpPath('cachefetch');
+    const target = this.store.tmpPath(images ? 'image' : 'unpack');
     // ensureBlob meanwhile (an output needing the blob) waits for this copy instead of fetching its own.
     let settleBlob!: (e?: unknown) => void;
     const blob = new Promise<void>((res, rej) => (settleBlob = (e) => (e === undefined ? res() : rej(e))));
     blob.catch(() => undefined);
     this.fetching.set(l.digest, blob);
     const { feed, digest } = readThrough(() => this.openSource(l, src), { copyTo: tmp });
+    const squash = images ? await import('../snapshot/squash-layer.js') : undefined;
     const { extractLayer } = await import('../snapshot/extract.js');
-    const unpack = extractLayer(feed, dir, { label });
+    const unpack = images && squash ? squash.writeLayerImage(feed, target, { label, tar2sqfs: images.tar2sqfs }) : extractLayer(feed, target, { label });
     // Once the unpacker is done (or gave up) it reads no more: the rest is only hashed.
     unpack.then(
       () => feed.destroy(),
@@ -188,11 +253,17 @@ export class Materializer {
     } catch (e) {
       this.fetching.delete(l.digest);
       settleBlob(e);
-      await rm(tmp, { force: true });
+      await Promise.all([rm(tmp, { force: true }), rm(target, { recursive: true, force: true })]);
       throw e;
     }
-    if (unpacked.status === 'rejected') throw unpacked.reason;
-    return unpacked.value.diffId;
+    if (unpacked.status === 'rejected') {
+      if (squash && unpacked.reason instanceof squash.LayerImageUnsupported) {
+        squash.debugLine(`layer ${label} is unpacked, not an image: ${unpacked.reason.message}`);
+        return this.unpackBlob(l, label);
+      }
+      throw unpacked.reason;
+    }
+    return { kind: images ? 'image' : 'dir', path: target, diffId: unpacked.value.diffId };
   }
 
   async unpackChain(chain: LayerInfo[]): Promise<void> {

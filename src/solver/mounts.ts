@@ -1,5 +1,6 @@
-// Mounting a layer chain: an overlay whose lowers are the chain's unpacked layers (top-most first)
-// and whose upper is a fresh directory under the store's tmp area.
+// Mounting a layer chain: an overlay whose lowers are the chain's unpacked layers (top-most first;
+// a layer kept as a squashfs image is mounted by the store first) and whose upper is a fresh
+// directory under the store's tmp area.
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Store, LayerInfo } from '../cache/store.js';
@@ -13,8 +14,9 @@ export interface MountedChain {
   release(opts?: { keepUpper?: boolean }): Promise<void>;
 }
 
-export function lowersOf(store: Store, chain: LayerInfo[]): string[] {
-  return chain.map((l) => store.layerDir(l.diffId)).reverse();
+/** The chain's lowers, top-most first: layer directories, or layer images mounted (once per process) by the store. */
+export async function lowersOf(store: Store, chain: LayerInfo[]): Promise<string[]> {
+  return (await Promise.all(chain.map((l) => store.layerLower(l.diffId)))).reverse();
 }
 
 export async function mountChain(store: Store, chain: LayerInfo[], prefix: string): Promise<MountedChain> {
@@ -23,8 +25,9 @@ export async function mountChain(store: Store, chain: LayerInfo[], prefix: strin
   const work = join(base, 'work');
   const merged = join(base, 'merged');
   await Promise.all([mkdir(upper, { recursive: true }), mkdir(work, { recursive: true }), mkdir(merged, { recursive: true })]);
-  const lowers = lowersOf(store, chain);
+  let lowers: string[];
   try {
+    lowers = await lowersOf(store, chain);
     await mountOverlay({ lowers, upper, work, target: merged });
   } catch (e) {
     await rm(base, { recursive: true, force: true });

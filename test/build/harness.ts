@@ -1,9 +1,10 @@
 // Runs the real `bin/strata` CLI in a child process with its own store, for end-to-end tests.
 import { spawn } from 'node:child_process';
-import { mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { removeTree } from '../helpers/mounts.js';
 
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 export const STRATA_BIN = join(REPO_ROOT, 'bin', 'strata');
@@ -47,9 +48,9 @@ export class StrataEnv {
     return this.strata(['build', contextDir, '--progress', 'plain', ...args], opts);
   }
 
-  /** Removes the store and every file the test wrote under this env. */
+  /** Removes the store and every file the test wrote under this env (unmounting imported layer images). */
   cleanup(): void {
-    rmSync(this.root, { recursive: true, force: true });
+    removeTree(this.root);
   }
 
   /** Writes a build context from a map of relative path -> content. */

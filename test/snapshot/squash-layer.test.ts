@@ -1,0 +1,390 @@
+// Layers from blobs kept as squashfs images (src/snapshot/squash-layer.ts) against the same layers
+// unpacked into directories (the fallback): what a step on them sees, what it commits, digest
+// failures, a layer the image cannot hold, and the probe's fallback when tar2sqfs is missing.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { appendFile, chmod, mkdir, rm, unlink, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import zlib from 'node:zlib';
+import { Store, type LayerInfo } from '../../src/cache/store.js';
+import { Materializer } from '../../src/solver/materialize.js';
+import { RegistryClient } from '../../src/registry/client.js';
+import { mountChain } from '../../src/solver/mounts.js';
+import { commitUpper } from '../../src/solver/commit.js';
+import { extractLayer } from '../../src/snapshot/extract.js';
+import { layerImageSupport, resetLayerImageSupport } from '../../src/snapshot/squash-layer.js';
+import { STRATA_BIN, expectOk } from '../build/harness.js';
+import { busyboxContext, machines, type Machine } from '../share/support.js';
+import { buildTar, hardlinkGroups, isRoot, snapshotTree, streamOf, tempDir, treeDifferences, type NodeInfo } from './helpers.js';
+
+const tar2sqfs = isRoot && layerImageSupport();
+const skip = !isRoot ? 'needs root' : !tar2sqfs ? 'needs tar2sqfs (squashfs-tools-ng), loop devices and squashfs' : false;
+const GZIP_LAYER = 'application/vnd.oci.image.layer.v1.tar+gzip';
+const sha = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+
+/** Runs `fn` with layer images on (or off: STRATA_LAYER_IMAGES=0), probing again before and after. */
+async function withImages<T>(on: boolean, fn: () => Promise<T>): Promise<T> {
+  const saved = process.env.STRATA_LAYER_IMAGES;
+  if (on) delete process.env.STRATA_LAYER_IMAGES;
+  else process.env.STRATA_LAYER_IMAGES = '0';
+  resetLayerImageSupport();
+  try {
+    return await fn();
+  } finally {
+    if (saved === undefined) delete process.env.STRATA_LAYER_IMAGES;
+    else process.env.STRATA_LAYER_IMAGES = saved;
+    resetLayerImageSupport();
+  }
+}
+
+/** Mount points at or below `dir`. */
+function mountsBelow(dir: string): string[] {
+  return readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .map((l) => l.split(' ')[4] ?? '')
+    .filter((m) => m === dir || m.startsWith(`${dir}/`));
+}
+
+/** The base layer, laid down as a plain directory layer (as a layer strata built itself would be). */
+async function baseLayer(store: Store): Promise<LayerInfo> {
+  const tar = await buildTar([
+    { name: 'etc/', type: 'directory' },
+    { name: 'etc/gone', data: 'deleted by the layer above' },
+    { name: 'etc/keep', data: 'kept' },
+    { name: 'var/', type: 'directory' },
+    { name: 'var/cache/', type: 'directory' },
+    { name: 'var/cache/old', data: 'hidden by an opaque dir' },
+    { name: 'opt/', type: 'directory' },
+    { name: 'opt/old', data: 'hidden by a late opaque marker' },
+    { name: 'home/', type: 'directory' },
+    { name: 'home/user/', type: 'directory', mode: 0o700, uid: 1000, gid: 1000 },
+    { name: 'home/user/old', data: 'hidden: the dir was deleted and made again' },
+    { name: 'bin/', type: 'directory' },
+    { name: 'bin/base', data: 'from the base' },
+  ]);
+  const dir = store.tmpPath('base');
+  const r = await extractLayer(streamOf(tar), dir, { label: 'base' });
+  const info: LayerInfo = { diffId: r.diffId, digest: sha(tar), size: tar.length, mediaType: 'application/vnd.oci.image.layer.v1.tar' };
+  await store.putBlob(tar, info.mediaType);
+  await store.adoptLayer(dir, info);
+  return info;
+}
+
+/** The layer under test: every kind of entry, whiteouts, opaque dirs (one marked after its entries). */
+async function importedTar(): Promise<Buffer> {
+  const cap = Buffer.from('0100000200200000000000000000000000000000', 'hex').toString('latin1');
+  return buildTar([
+    { name: 'etc/', type: 'directory', mtime: 1_500_000_000 },
+    { name: 'etc/.wh.gone', data: '' },
+    { name: 'etc/new', data: 'new file', uid: 1234, gid: 5678, mtime: 1_234_567_890 },
+    { name: 'var/', type: 'directory' },
+    { name: 'var/cache/', type: 'directory', mode: 0o751 },
+    { name: 'var/cache/.wh..wh..opq', data: '' },
+    { name: 'var/cache/fresh', data: 'fresh' },
+    { name: 'opt/', type: 'directory', mode: 0o750, uid: 1000, mtime: 1_400_000_000 },
+    { name: 'opt/late', data: 'before the opaque marker' },
+    { name: 'opt/.wh..wh..opq', data: '' },
+    { name: 'home/', type: 'directory' },
+    { name: 'home/.wh.user', data: '' },
+    { name: 'home/user/', type: 'directory', mode: 0o700, uid: 1000, gid: 1000 },
+    { name: 'home/user/new', data: 'only this is left' },
+    { name: 'bin/', type: 'directory' },
+    { name: 'bin/tool', data: 'TOOL', mode: 0o4755, pax: { 'SCHILY.xattr.user.color': 'blue', 'SCHILY.xattr.security.capability': cap } },
+    { name: 'bin/tool-hardlink', type: 'link', linkname: 'bin/tool' },
+    { name: 'bin/sh', type: 'symlink', linkname: '/bin/tool' },
+    { name: 'bin/rel', type: 'symlink', linkname: 'tool' },
+    { name: 'bin/sgid', data: 'sgid', mode: 0o2711, gid: 42 },
+    { name: 'dev/', type: 'directory' },
+    { name: 'dev/null', type: 'character-device', devmajor: 1, devminor: 3, mode: 0o666 },
+    { name: 'dev/loop9', type: 'block-device', devmajor: 7, devminor: 9, mode: 0o660 },
+    { name: 'run/fifo', type: 'fifo', mode: 0o600 },
+    { name: 'srv/deep/implicit/file', data: 'no parent entries' },
+    { name: `long/${'d'.repeat(120)}/${'f'.repeat(120)}`, data: 'long name' },
+    { name: 'big', data: Buffer.alloc(300_000, 7) },
+  ]);
+}
+
+/** Puts a gzip blob in the store and declares its layer, as an image pull or a cache import does. */
+async function declare(store: Store, tar: Buffer): Promise<LayerInfo> {
+  const gz = zlib.gzipSync(tar);
+  const info: LayerInfo = { diffId: sha(tar), digest: sha(gz), size: gz.length, mediaType: GZIP_LAYER };
+  await store.putBlob(gz, GZIP_LAYER);
+  store.db
+    .prepare('INSERT INTO layers(diff_id,blob_digest,size,media_type,unpacked,created,last_used) VALUES (?,?,?,?,0,?,?)')
+    .run(info.diffId, info.digest, info.size, info.mediaType, store.now(), store.now());
+  return info;
+}
+
+interface Observed {
+  tree: Map<string, NodeInfo>;
+  links: string[][];
+  committed: string | undefined;
+  image: boolean;
+  dir: boolean;
+}
+
+/** Materializes the layer on a base, looks at it through an overlay, changes things, commits. */
+async function observe(root: string, images: boolean): Promise<Observed> {
+  return withImages(images, async () => {
+    const store = Store.open(root);
+    try {
+      const base = await baseLayer(store);
+      const top = await declare(store, await importedTar());
+      await new Materializer(store, new RegistryClient()).ensureUnpacked(top);
+      assert.ok(store.layerReady(top.diffId));
+      const m = await mountChain(store, [base, top], 'step');
+      let tree: Map<string, NodeInfo>;
+      try {
+        tree = snapshotTree(m.merged);
+        // A step on the layer: copy-ups of data and metadata, a deletion, new entries.
+        await appendFile(join(m.merged, 'etc/new'), 'appended\n');
+        await chmod(join(m.merged, 'bin/tool'), 0o755);
+        await unlink(join(m.merged, 'bin/tool-hardlink'));
+        await unlink(join(m.merged, 'dev/null'));
+        await writeFile(join(m.merged, 'var/cache/more'), 'more');
+        await mkdir(join(m.merged, 'opt/sub'));
+        await rm(join(m.merged, 'home/user'), { recursive: true });
+      } catch (e) {
+        await m.release();
+        throw e;
+      }
+      await m.release({ keepUpper: true });
+      // Times of what the step changed are clamped, so two runs commit the same bytes.
+      const layer = await commitUpper(store, m.upper, m.lowers, { compression: 'gzip', mountpoints: [], sourceDateEpoch: 1_700_000_000 });
+      return {
+        tree,
+        links: hardlinkGroups(tree),
+        committed: layer?.diffId,
+        image: existsSync(store.layerImage(top.diffId)),
+        dir: existsSync(store.layerDir(top.diffId)),
+      };
+    } finally {
+      store.close();
+      assert.deepEqual(mountsBelow(root), [], 'no mount is left in the store once it is closed');
+    }
+  });
+}
+
+test('an imported layer kept as an image shows a step exactly what the unpacked layer shows, and the step commits the same layer', { skip }, async () => {
+  const t = tempDir('squash-same');
+  try {
+    const image = await observe(join(t.dir, 'image'), true);
+    const unpacked = await observe(join(t.dir, 'unpacked'), false);
+    assert.equal(image.image, true, 'the layer is an image file');
+    assert.equal(image.dir, false, 'and no directory of files');
+    assert.equal(unpacked.image, false);
+    assert.equal(unpacked.dir, true);
+
+    assert.deepEqual(treeDifferences(image.tree, unpacked.tree), []);
+    assert.deepEqual(image.links, [['bin/tool', 'bin/tool-hardlink']]);
+    assert.deepEqual(image.links, unpacked.links);
+    // What the layers say, as seen through the overlay.
+    const t1 = image.tree;
+    assert.equal(t1.has('etc/gone'), false, 'whiteout hides the base file');
+    assert.equal(t1.get('etc/keep')?.type, 'file');
+    assert.deepEqual([...t1.keys()].filter((p) => p.startsWith('var/cache/')), ['var/cache/fresh'], 'opaque dir');
+    assert.deepEqual([...t1.keys()].filter((p) => p.startsWith('opt/')), ['opt/late'], 'opaque marker after the entries');
+    assert.deepEqual([...t1.keys()].filter((p) => p.startsWith('home/user/')), ['home/user/new'], 'dir deleted and made again');
+    assert.equal(t1.get('bin/tool')?.mode, 0o4755);
+    assert.deepEqual(t1.get('bin/tool')?.xattrs, { 'security.capability': '0100000200200000000000000000000000000000', 'user.color': Buffer.from('blue').toString('hex') });
+    assert.equal(t1.get('bin/sgid')?.mode, 0o2711);
+    assert.equal(t1.get('bin/sh')?.target, '/bin/tool');
+    assert.equal(t1.get('dev/null')?.rdev, (1 << 8) | 3);
+    assert.equal(t1.get('dev/loop9')?.type, 'block');
+    assert.equal(t1.get('run/fifo')?.type, 'fifo');
+    assert.equal(t1.get('etc/new')?.uid, 1234);
+    assert.equal(t1.get('etc/new')?.mtimeSec, 1_234_567_890);
+    assert.equal(t1.get('opt')?.mtimeSec, 1_400_000_000);
+    assert.equal(t1.get('bin/base')?.type, 'file', 'the base shows through');
+
+    assert.ok(image.committed, 'the step made a layer');
+    assert.equal(image.committed, unpacked.committed, 'the same layer digest on an image as on a directory');
+  } finally {
+    t.cleanup();
+  }
+});
+
+test('a blob whose digest does not match leaves no image, directory, blob or mount behind', { skip }, async () => {
+  const t = tempDir('squash-bad');
+  try {
+    const store = Store.open(join(t.dir, 'store'));
+    try {
+      const tar = await importedTar();
+      const gz = zlib.gzipSync(tar);
+      const digest = sha(gz);
+      const info: LayerInfo = { diffId: sha(tar), digest, size: gz.length, mediaType: GZIP_LAYER };
+      // An imported cache folder whose blob was damaged after export: the streamed path.
+      const cacheDir = join(t.dir, 'cache');
+      mkdirSync(join(cacheDir, 'blobs', 'sha256'), { recursive: true });
+      const bad = Buffer.from(gz);
+      bad[bad.length - 20]! ^= 0xff;
+      writeFileSync(join(cacheDir, 'blobs', 'sha256', digest.slice(7)), bad);
+      store.db
+        .prepare('INSERT INTO layers(diff_id,blob_digest,size,media_type,unpacked,created,last_used) VALUES (?,?,?,?,0,?,?)')
+        .run(info.diffId, info.digest, info.size, info.mediaType, store.now(), store.now());
+      store.db.prepare('INSERT INTO layer_sources(diff_id,source) VALUES (?,?)').run(info.diffId, JSON.stringify({ kind: 'local', dir: cacheDir }));
+      await assert.rejects(new Materializer(store, new RegistryClient()).ensureUnpacked(info), (e: Error & { code?: string }) => {
+        assert.equal(e.code, 'CACHE_CORRUPT');
+        return true;
+      });
+      assert.deepEqual(readdirSync(join(store.root, 'layers')), []);
+      assert.deepEqual(readdirSync(join(store.root, 'tmp')), []);
+      assert.equal(store.hasBlob(digest), false);
+      assert.equal(store.layerReady(info.diffId), false);
+
+      // Right bytes, but the record names another diffId: the image made from them goes too.
+      const good = join(t.dir, 'cache2');
+      mkdirSync(join(good, 'blobs', 'sha256'), { recursive: true });
+      writeFileSync(join(good, 'blobs', 'sha256', digest.slice(7)), gz);
+      const lie: LayerInfo = { ...info, diffId: sha(Buffer.from('another layer')) };
+      store.db
+        .prepare('INSERT INTO layers(diff_id,blob_digest,size,media_type,unpacked,created,last_used) VALUES (?,?,?,?,0,?,?)')
+        .run(lie.diffId, lie.digest, lie.size, lie.mediaType, store.now(), store.now());
+      store.db.prepare('INSERT INTO layer_sources(diff_id,source) VALUES (?,?)').run(lie.diffId, JSON.stringify({ kind: 'local', dir: good }));
+      await assert.rejects(new Materializer(store, new RegistryClient()).ensureUnpacked(lie), /unpacks to/);
+      assert.deepEqual(readdirSync(join(store.root, 'layers')), []);
+      assert.deepEqual(readdirSync(join(store.root, 'tmp')), []);
+      assert.deepEqual(mountsBelow(store.root), []);
+    } finally {
+      store.close();
+    }
+  } finally {
+    t.cleanup();
+  }
+});
+
+test('a layer an image cannot hold exactly (a sub-second mtime) is unpacked into a directory instead', { skip }, async () => {
+  const t = tempDir('squash-frac');
+  try {
+    const store = Store.open(join(t.dir, 'store'));
+    try {
+      const tar = await buildTar([
+        { name: 'a', data: 'whole seconds' },
+        { name: 'b', data: 'half a second', pax: { mtime: '1600000000.5' } },
+      ]);
+      const info = await declare(store, tar);
+      await new Materializer(store, new RegistryClient()).ensureUnpacked(info);
+      assert.equal(existsSync(store.layerImage(info.diffId)), false);
+      assert.equal(statSync(join(store.layerDir(info.diffId), 'b')).mtimeMs, 1_600_000_000_500);
+      assert.deepEqual(readdirSync(join(store.root, 'tmp')), []);
+    } finally {
+      store.close();
+    }
+  } finally {
+    t.cleanup();
+  }
+});
+
+test('without tar2sqfs on PATH the layer is unpacked as before', { skip }, async () => {
+  const t = tempDir('squash-path');
+  const savedPath = process.env.PATH;
+  try {
+    process.env.PATH = pathWithoutTar2sqfs(join(t.dir, 'bin'));
+    resetLayerImageSupport();
+    assert.equal(layerImageSupport(), undefined);
+    const store = Store.open(join(t.dir, 'store'));
+    try {
+      const info = await declare(store, await importedTar());
+      await new Materializer(store, new RegistryClient()).ensureUnpacked(info);
+      assert.equal(existsSync(store.layerImage(info.diffId)), false);
+      assert.ok(statSync(store.layerDir(info.diffId)).isDirectory());
+      assert.equal(readFileSync(join(store.layerDir(info.diffId), 'bin/tool'), 'utf8'), 'TOOL');
+    } finally {
+      store.close();
+    }
+  } finally {
+    process.env.PATH = savedPath;
+    resetLayerImageSupport();
+    t.cleanup();
+  }
+});
+
+// ---- through the CLI: an exported cache imported on fresh machines ------------------------------
+
+/** PATH with every command of /usr/bin but tar2sqfs (on merged-/usr Debian, /bin is /usr/bin too). */
+function pathWithoutTar2sqfs(dir: string): string {
+  mkdirSync(dir, { recursive: true });
+  for (const name of readdirSync('/usr/bin')) if (name !== 'tar2sqfs') symlinkSync(join('/usr/bin', name), join(dir, name));
+  return `${dir}:/usr/sbin:/sbin`;
+}
+
+const EXPORTED = [
+  'FROM busybox',
+  // a whiteout of a base file, a hard link, symlinks, setuid, a device node, a big file
+  'RUN mkdir -p /data/d && echo a > /data/d/a && echo f > /data/f && ln /data/f /data/hl && ln -s f /data/sl && ln -s /etc/passwd /data/abs && chmod 4755 /data/f && mknod /data/null c 1 3 && rm /etc/group && dd if=/dev/urandom of=/data/big bs=65536 count=400 2>/dev/null',
+  // an opaque directory: deleted and made again
+  'RUN rm -rf /data/d && mkdir /data/d && echo b > /data/d/b',
+  '',
+].join('\n');
+// (/etc itself is left out: the runtime's /etc/hosts and /etc/resolv.conf stubs move its mtime while the step runs.)
+const LISTING = 'RUN (find /data -xdev | sort | xargs stat -c "%n %F %a %u %g %s %Y %N %t,%T"; stat -c "%n %a %Y" /etc/passwd; [ -e /etc/group ] || echo group-whited-out; [ /data/f -ef /data/hl ] && echo hard-linked; md5sum /data/big; ls /data/d) > /listing\n';
+
+/** Image files in a store's layers/. */
+function images(store: string): string[] {
+  return readdirSync(join(store, 'layers')).filter((n) => n.endsWith('.sqfs'));
+}
+
+test('an imported cache on a fresh machine: images that show what unpacked layers show, no mount outlives a process, prune removes them, kill -9 mid-conversion is harmless', { skip }, async (t) => {
+  const [a, b, c, d] = machines(t, 'sq-a', 'sq-b', 'sq-c', 'sq-d');
+  const bb = await busyboxContext();
+  const cache = join(a.root, 'cache');
+  await a.ok(a.context('ctx', { Dockerfile: EXPORTED }), [...bb, '--cache-to', `type=local,dest=${cache},mode=max`]);
+
+  const listing = async (m: Machine, env: Record<string, string> = {}): Promise<string> => {
+    const out = join(m.root, `out-${Math.random().toString(36).slice(2)}`);
+    const r = await m.ok(m.context('ctx', { Dockerfile: EXPORTED + LISTING }), [...bb, '--cache-from', `type=local,src=${cache}`, '-o', `type=local,dest=${out}`], env);
+    assert.ok(r.instructions.filter((s) => s.name.includes('RUN')).slice(0, 2).every((s) => s.cached), `the exported steps are cache hits\n${r.stderr}`);
+    return readFileSync(join(out, 'listing'), 'utf8');
+  };
+  const withImages = await listing(b);
+  const unpacked = await listing(c, { PATH: pathWithoutTar2sqfs(join(c.root, 'bin')) });
+  assert.ok(images(b.store).length >= 3, `B keeps the busybox layer and both imported layers as images: ${images(b.store).join(' ')}`);
+  assert.deepEqual(images(c.store), [], 'C (no tar2sqfs) unpacked them');
+  assert.match(withImages, /^\/data\/f regular file 4755 0 0 /m);
+  assert.match(withImages, /^\/data\/null character special file 644 0 0 0 \d+ \/data\/null 1,3$/m);
+  assert.match(withImages, /^hard-linked$/m);
+  assert.match(withImages, /^group-whited-out$/m, 'the whiteout hides the base file');
+  assert.match(withImages, /\nb\n$/, 'the opaque dir holds only the new file');
+  // A directory's size (and link count, not listed) depends on the filesystem, not on the layer.
+  const dirSizes = (s: string) => s.replace(/^(\S+ directory \d+ \d+ \d+) \d+ /gm, '$1 - ');
+  assert.equal(dirSizes(withImages), dirSizes(unpacked), 'the step saw the same files either way');
+  assert.deepEqual(mountsBelow(b.root), [], 'nothing stays mounted once the build has exited');
+
+  // A later process (as after a reboot: nothing mounted) mounts the images again; they are not rewritten.
+  const before = new Map(images(b.store).map((n) => [n, statSync(join(b.store, 'layers', n)).ino]));
+  const again = await b.ok(b.context('ctx2', { Dockerfile: EXPORTED + 'RUN cat /data/d/b /data/f > /x && test -u /data/f\n' }), [...bb, '--cache-from', `type=local,src=${cache}`]);
+  assert.equal(again.instructions.at(-1)?.cached, false, 'the new step ran on the images');
+  for (const [n, ino] of before) assert.equal(statSync(join(b.store, 'layers', n)).ino, ino, `${n} was reused`);
+  assert.deepEqual(mountsBelow(b.root), []);
+
+  // prune: the images go with their records; nothing is mounted, nothing left.
+  await b.strata(['prune', '--all']).then((r) => expectOk(r, 'strata prune --all'));
+  assert.deepEqual(images(b.store), []);
+  assert.deepEqual(mountsBelow(b.root), []);
+
+  // kill -9 while an image is being written: the next build works and leaves no temp image.
+  const ctxD = d.context('ctx', { Dockerfile: EXPORTED + LISTING });
+  const child = spawn(STRATA_BIN, ['build', ctxD, '--progress', 'plain', ...bb, '--cache-from', `type=local,src=${cache}`], { env: { ...process.env, STRATA_ROOT: d.store }, stdio: 'ignore' });
+  const exited = new Promise<void>((res) => child.once('exit', () => res()));
+  const tmp = join(d.store, 'tmp');
+  let caught = false;
+  for (let i = 0; i < 3000 && child.exitCode === null; i++) {
+    const partial = existsSync(tmp) && readdirSync(tmp).some((n) => n.startsWith('image-') && statSync(join(tmp, n), { throwIfNoEntry: false })?.size);
+    if (partial) {
+      child.kill('SIGKILL');
+      caught = true;
+      break;
+    }
+    await new Promise((r) => setTimeout(r, 2));
+  }
+  await exited;
+  t.diagnostic(caught ? 'killed while an image was being written' : 'the build ended before an image was caught half-written');
+  const out = join(d.root, 'out');
+  await d.ok(ctxD, [...bb, '--cache-from', `type=local,src=${cache}`, '-o', `type=local,dest=${out}`]);
+  assert.equal(dirSizes(readFileSync(join(out, 'listing'), 'utf8')), dirSizes(withImages), `after the kill${caught ? '' : ' (the build ended before an image was caught half-written)'}, the layers are whole`);
+  assert.deepEqual(readdirSync(tmp).filter((n) => n.startsWith('image-')), [], 'no temp image is left');
+  assert.deepEqual(mountsBelow(d.root), []);
+});
