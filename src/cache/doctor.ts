@@ -80,8 +80,8 @@ export async function runDoctor(store: Store, opts: { verifyBlobs: boolean; clea
     rmSync(join(store.root, 'layers', name), { recursive: true, force: true });
     r.repaired.push(`removed unindexed layer ${isImage ? 'image' : 'directory'} ${name}`);
   }
-  // Layers kept as squashfs images need loop mounts; a store moved where there are none (a
-  // container without the right) gets them unpacked from their blobs by the next build instead.
+  // Layers kept as EROFS images need mounts; a store moved where there are none (a container
+  // without the right) gets them unpacked from their blobs by the next build instead.
   if (layerImages.length) {
     const scratch = join(tmp, `doctor-${process.pid}-mount`);
     try {

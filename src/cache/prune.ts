@@ -184,7 +184,7 @@ export function collectGarbage(store: Store, candidates?: Set<string>): void {
     if (candidates && !candidates.has(l.diff_id)) continue;
     delLayer.run(l.diff_id);
     delSource.run(l.diff_id);
-    // An imported layer may be a mounted image (snapshot/squash-layer.ts): unmounted, then removed.
+    // A layer from a blob may be an image (snapshot/layer-image.ts): this process's mount of it goes too.
     store.removeLayerFiles(l.diff_id);
   }
   const blobs = store.db.prepare('SELECT digest, last_used FROM blobs').all() as { digest: string; last_used: number }[];

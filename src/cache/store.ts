@@ -151,8 +151,8 @@ export class Store {
   }
 
   /**
-   * The squashfs image a layer from a blob may be kept as instead of a directory
-   * (snapshot/squash-layer.ts); mounted only while an overlay is mounted on it (solver/mounts.ts).
+   * The EROFS image a layer from a blob may be kept as instead of a directory
+   * (snapshot/layer-image.ts); mounted by the processes that use it as a lower (layerLower).
    */
   layerImage(diffId: string): string {
     return join(this.root, 'layers', hexOf(diffId) + IMAGE_SUFFIX);
@@ -175,8 +175,14 @@ export class Store {
         () => at,
         (e: unknown) => {
           this.imageMounts.delete(diffId);
+          rmSync(at, { recursive: true, force: true });
+          if (this.imageMounts.size === 0 && this.imageMountRoot) {
+            rmSync(this.imageMountRoot, { recursive: true, force: true });
+            this.imageMountRoot = undefined;
+            liveStores.delete(this);
+          }
           throw new StrataError('LAYER_IMAGE_MOUNT', `cannot mount the image of layer ${diffId}: ${(e as Error).message}`, {
-            hint: 'imported layers are kept as squashfs images, which need loop devices and mount rights; `strata doctor` removes the images so that the next build unpacks those layers into directories',
+            hint: 'layers from blobs are kept as EROFS images, which need mount rights (and a loop device before Linux 6.12); `strata doctor` removes the images so that the next build unpacks those layers into directories',
             cause: e,
           });
         },

@@ -5,7 +5,7 @@
 // linked instead of copied, once the step's overlay is unmounted (links go straight into the upper
 // dir; while mounted, writing there behind overlayfs's back would be undefined).
 //
-// (A previous layer kept as a squashfs image, not a directory, lends nothing: links cannot cross
+// (A previous layer kept as a filesystem image, not a directory, lends nothing: links cannot cross
 // filesystems, and all files are copied.)
 //
 // Why this is safe: unpacked layers are never written once adopted (they are read-only lowers, and
@@ -134,7 +134,7 @@ export async function finishDeferred(reuse: CopyReuse, upper: string, files: Def
   const fallback: FileJob[] = [];
   let misses = 0;
   let linked = 0;
-  // A layer kept as a squashfs image (an imported one) has no directory here, and its mount is
+  // A layer kept as a filesystem image (an imported one) has no directory here, and its mount is
   // another filesystem (link(2) fails with EXDEV): nothing to link from.
   let linking = lstatSync(reuse.layerDir, { throwIfNoEntry: false })?.dev === lstatSync(upper).dev;
   try {

@@ -1,8 +1,8 @@
-// Mounting layers kept as squashfs images (squash-layer.ts writes them as `layers/<hex>.sqfs`).
+// Mounting layers kept as EROFS images (layer-image.ts writes them as `layers/<hex>.erofs`).
 //
 // An image is mounted only for as long as it takes to mount an overlay on it: overlayfs keeps
 // private clones of its lower mounts, so the image's own mount is detached right after the
-// overlay is up, and the loop device goes when the overlay does. Nothing stays mounted in the
+// overlay is up. Nothing stays mounted in the
 // store between steps: no mount to redo after a reboot, none to undo before `rm -rf` of a store
 // (a persistent mount makes that fail with EBUSY), none shared between processes. Each mount is
 // at a fresh directory below the caller's temp dir (named with its pid), which is where the
@@ -12,9 +12,9 @@ import { mkdir } from 'node:fs/promises';
 import { spawn } from 'node:child_process';
 
 /** File name suffix of a layer image, next to where the layer's directory would be. */
-export const IMAGE_SUFFIX = '.sqfs';
+export const IMAGE_SUFFIX = '.erofs';
 
-/** Mounting a layer image failed (no loop devices, no mount rights, a damaged image). */
+/** Mounting a layer image failed (no mount rights, no loop device on a kernel before 6.12, a damaged image). */
 export class LayerImageMountError extends Error {}
 
 function run(cmd: string, args: string[]): Promise<{ code: number | null; stderr: string }> {
@@ -30,7 +30,7 @@ function run(cmd: string, args: string[]): Promise<{ code: number | null; stderr
 /** Mounts `image` read-only at `dir` (created when missing). */
 export async function mountLayerImage(image: string, dir: string): Promise<void> {
   await mkdir(dir, { recursive: true });
-  const r = await run('mount', ['-t', 'squashfs', '-o', 'ro,loop', image, dir]);
+  const r = await run('mount', ['-t', 'erofs', '-o', 'ro', image, dir]);
   if (r.code !== 0) throw new LayerImageMountError(`mount ${image} failed: ${r.stderr || `exit ${r.code}`}`);
 }
 

@@ -8,9 +8,10 @@
 // bytes is kept unless they hash to the layer's digest: on a mismatch the unpacked directory and
 // the copy are removed and the error is the one a copy-then-verify fetch gives.
 //
-// Where the machine allows (snapshot/squash-layer.ts), such a layer is not unpacked into files but
-// written as a squashfs image and loop-mounted at the layer's directory: much faster for layers of
-// many files, the same to everything that mounts the layer.
+// Where the machine allows (snapshot/layer-image.ts), a layer made from a blob is not unpacked into
+// files but written as one EROFS image, which the store mounts read-only for the processes that
+// use it as an overlay lower (Store.layerLower): much faster for layers of many files, the same to
+// every step on it.
 import { createReadStream, existsSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
@@ -39,7 +40,7 @@ interface Made {
   diffId: string;
 }
 
-type LayerImages = { tar2sqfs: string } | undefined;
+type LayerImages = boolean;
 
 /** Where a missing layer can be fetched; `image` is set for a base image's layers. */
 export type LayerSource = CacheSource & { image?: string };
@@ -118,7 +119,7 @@ export class Materializer {
         const src = this.source(l.diffId);
         const label = `${src?.image !== undefined ? `${src.image} layer` : 'cached layer'} ${l.digest.slice(0, 19)}`;
         // Loaded on first use: a fully cached build never unpacks a layer.
-        const { layerImageSupport, debugLine } = await import('../snapshot/squash-layer.js');
+        const { layerImageSupport, debugLine } = await import('../snapshot/layer-image.js');
         const images = layerImageSupport();
         const started = performance.now();
         const made =
@@ -148,7 +149,7 @@ export class Materializer {
 
   /**
    * Adopts a verified image as the layer and mounts it (the step about to run reads it). Where
-   * mounting fails (no loop devices, no mount rights: the probe cannot tell), images are off for
+   * mounting fails (no mount rights, no loop device: the probe cannot tell), images are off for
    * the rest of the process and the layer is unpacked from its blob.
    */
   private async adoptImage(image: string, l: LayerInfo, label: string): Promise<void> {
@@ -163,7 +164,7 @@ export class Materializer {
       return;
     } catch (e) {
       if (!(e instanceof StrataError && e.code === 'LAYER_IMAGE_MOUNT')) throw e;
-      const { disableLayerImages } = await import('../snapshot/squash-layer.js');
+      const { disableLayerImages } = await import('../snapshot/layer-image.js');
       disableLayerImages(e.message);
       this.store.removeLayerFiles(l.diffId);
     }
@@ -175,14 +176,14 @@ export class Materializer {
   private async fromBlob(l: LayerInfo, label: string, images: LayerImages): Promise<Made> {
     await this.ensureBlob(l);
     if (images) {
-      const { writeLayerImage, LayerImageUnsupported, debugLine } = await import('../snapshot/squash-layer.js');
+      const { writeLayerImage, LayerImageUnsupported, debugLine } = await import('../snapshot/layer-image.js');
       const image = this.store.tmpPath('image');
       try {
-        const r = await writeLayerImage(createReadStream(this.store.blobPath(l.digest), { highWaterMark: 1 << 20 }), image, { label, tar2sqfs: images.tar2sqfs });
+        const r = await writeLayerImage(createReadStream(this.store.blobPath(l.digest), { highWaterMark: 1 << 20 }), image, { label });
         return { kind: 'image', path: image, diffId: r.diffId };
       } catch (e) {
         if (!(e instanceof LayerImageUnsupported)) throw e;
-        debugLine(`layer ${label} is unpacked, not an image: ${e.message}`);
+        debugLine(`${label} is unpacked, not an image: ${e.message}`);
       }
     }
     return this.unpackBlob(l, label);
@@ -236,9 +237,9 @@ export class Materializer {
     blob.catch(() => undefined);
     this.fetching.set(l.digest, blob);
     const { feed, digest } = readThrough(() => this.openSource(l, src), { copyTo: tmp });
-    const squash = images ? await import('../snapshot/squash-layer.js') : undefined;
+    const imaging = images ? await import('../snapshot/layer-image.js') : undefined;
     const { extractLayer } = await import('../snapshot/extract.js');
-    const unpack = images && squash ? squash.writeLayerImage(feed, target, { label, tar2sqfs: images.tar2sqfs }) : extractLayer(feed, target, { label });
+    const unpack = imaging ? imaging.writeLayerImage(feed, target, { label }) : extractLayer(feed, target, { label });
     // Once the unpacker is done (or gave up) it reads no more: the rest is only hashed.
     unpack.then(
       () => feed.destroy(),
@@ -257,8 +258,8 @@ export class Materializer {
       throw e;
     }
     if (unpacked.status === 'rejected') {
-      if (squash && unpacked.reason instanceof squash.LayerImageUnsupported) {
-        squash.debugLine(`layer ${label} is unpacked, not an image: ${unpacked.reason.message}`);
+      if (imaging && unpacked.reason instanceof imaging.LayerImageUnsupported) {
+        imaging.debugLine(`${label} is unpacked, not an image: ${unpacked.reason.message}`);
         return this.unpackBlob(l, label);
       }
       throw unpacked.reason;

@@ -1,5 +1,5 @@
 // Mounting a layer chain: an overlay whose lowers are the chain's unpacked layers (top-most first;
-// a layer kept as a squashfs image is mounted by the store first) and whose upper is a fresh
+// a layer kept as a filesystem image is mounted by the store first) and whose upper is a fresh
 // directory under the store's tmp area.
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';

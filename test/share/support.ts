@@ -66,11 +66,11 @@ export class Machine {
 
   /**
    * Names (diffId hex) of the layers on disk, whether unpacked directories or squashfs images
-   * (`HEX.sqfs`, layers from blobs where the machine allows), and of the blob files in this store.
+   * (`HEX.erofs`, layers from blobs where the machine allows), and of the blob files in this store.
    */
   storeContent(): { layerDirs: string[]; blobs: string[] } {
     const list = (d: string) => (existsSync(d) ? readdirSync(d) : []);
-    return { layerDirs: list(join(this.store, 'layers')).map((n) => n.replace(/\.sqfs$/, '')), blobs: list(join(this.store, 'blobs', 'sha256')) };
+    return { layerDirs: list(join(this.store, 'layers')).map((n) => n.replace(/\.erofs$/, '')), blobs: list(join(this.store, 'blobs', 'sha256')) };
   }
 
   cleanup(): void {

@@ -1,11 +1,11 @@
-// Layers from blobs kept as squashfs images (src/snapshot/squash-layer.ts) against the same layers
+// Layers from blobs kept as EROFS images (src/snapshot/layer-image.ts) against the same layers
 // unpacked into directories (the fallback): what a step on them sees, what it commits, digest
-// failures, a layer the image cannot hold, and the probe's fallback when tar2sqfs is missing.
+// failures, a layer the image cannot hold, and the fallback when images cannot be mounted.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { appendFile, chmod, mkdir, rm, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import zlib from 'node:zlib';
@@ -15,13 +15,13 @@ import { RegistryClient } from '../../src/registry/client.js';
 import { mountChain } from '../../src/solver/mounts.js';
 import { commitUpper } from '../../src/solver/commit.js';
 import { extractLayer } from '../../src/snapshot/extract.js';
-import { layerImageSupport, resetLayerImageSupport } from '../../src/snapshot/squash-layer.js';
+import { layerImageSupport, resetLayerImageSupport, writeLayerImage } from '../../src/snapshot/layer-image.js';
+import { mountLayerImage, unmountLayerImages } from '../../src/snapshot/layer-mount.js';
 import { STRATA_BIN, expectOk } from '../build/harness.js';
 import { busyboxContext, machines, type Machine } from '../share/support.js';
-import { buildTar, hardlinkGroups, isRoot, snapshotTree, streamOf, tempDir, treeDifferences, type NodeInfo } from './helpers.js';
+import { buildTar, hardlinkGroups, isRoot, snapshotTree, streamOf, tempDir, treeDifferences, type NodeInfo, type TarSpec } from './helpers.js';
 
-const tar2sqfs = isRoot && layerImageSupport();
-const skip = !isRoot ? 'needs root' : !tar2sqfs ? 'needs tar2sqfs (squashfs-tools-ng), loop devices and squashfs' : false;
+const skip = !isRoot ? 'needs root' : !layerImageSupport() ? 'needs EROFS in the kernel' : false;
 const GZIP_LAYER = 'application/vnd.oci.image.layer.v1.tar+gzip';
 const sha = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
@@ -169,7 +169,7 @@ async function observe(root: string, images: boolean): Promise<Observed> {
 }
 
 test('an imported layer kept as an image shows a step exactly what the unpacked layer shows, and the step commits the same layer', { skip }, async () => {
-  const t = tempDir('squash-same');
+  const t = tempDir('image-same');
   try {
     const image = await observe(join(t.dir, 'image'), true);
     const unpacked = await observe(join(t.dir, 'unpacked'), false);
@@ -207,8 +207,66 @@ test('an imported layer kept as an image shows a step exactly what the unpacked 
   }
 });
 
+test('the image of a layer with large directories, odd names, replaced entries and extreme times matches the unpacked layer', { skip }, async () => {
+  const t = tempDir('image-edges');
+  try {
+    const specs: TarSpec[] = [{ name: 'big/', type: 'directory' }];
+    // About 20 blocks of directory entries, in an order that is not the sorted one.
+    for (let i = 599; i >= 0; i--) specs.push({ name: `big/${String(i).padStart(4, '0')}-${'n'.repeat(90)}`, data: i % 7 === 0 ? '' : `file ${i}` });
+    specs.push(
+      // names that are not UTF-8 (binary strings: one char per byte) sort bytewise
+      { name: Buffer.from([0x6f, 0x64, 0x64, 0xe9]).toString('latin1'), data: 'latin1 name' },
+      { name: Buffer.from([0x6f, 0x64, 0x64, 0x7e]).toString('latin1'), data: 'tilde' },
+      { name: 'A-upper', data: 'before lower case' },
+      // a file replaced by a later entry, and a hard link to the first one that keeps it
+      { name: 'twice', data: 'first' },
+      { name: 'keeps-first', type: 'link', linkname: 'twice' },
+      { name: 'twice', data: 'second, and longer' },
+      // a file replaced by a directory
+      { name: 'was-file', data: 'gone' },
+      { name: 'was-file/', type: 'directory', mode: 0o711 },
+      { name: 'was-file/inside', data: 'in' },
+      { name: 'old', data: 'before 1970', pax: { mtime: '-86400' } },
+      { name: 'late', data: 'after 2106', pax: { mtime: '4400000000' } },
+      { name: 'owner', data: 'big ids', uid: 2_000_000_000, gid: 3_000_000 },
+      { name: 'dirx/', type: 'directory', pax: { 'SCHILY.xattr.user.dir': 'on a directory', 'SCHILY.xattr.trusted.other': 'kept' } },
+      { name: 'empty', data: '' },
+      { name: 'deep/a/b/c/d/e/f/g', data: 'deep' },
+    );
+    const tar = await buildTar(specs);
+    const dir = join(t.dir, 'unpacked');
+    const a = await extractLayer(streamOf(tar), dir, { label: 'edges' });
+    const image = join(t.dir, 'layer.erofs');
+    const b = await writeLayerImage(streamOf(tar), image, { label: 'edges' });
+    assert.equal(b.diffId, a.diffId);
+    const at = join(t.dir, 'mnt');
+    await mountLayerImage(image, at);
+    try {
+      const unpacked = snapshotTree(dir);
+      const mounted = snapshotTree(at);
+      assert.deepEqual(treeDifferences(mounted, unpacked), []);
+      assert.deepEqual(hardlinkGroups(mounted), hardlinkGroups(unpacked));
+      assert.equal(readFileSync(join(at, 'keeps-first'), 'utf8'), 'first');
+      assert.equal(readFileSync(join(at, 'twice'), 'utf8'), 'second, and longer');
+      assert.equal(mounted.get('big')!.type, 'dir');
+      assert.equal([...mounted.keys()].filter((p) => p.startsWith('big/')).length, 600);
+      for (const p of ['late', 'old', 'owner', 'dirx', 'was-file']) {
+        const x = statSync(join(at, p));
+        const y = statSync(join(dir, p));
+        assert.deepEqual([x.mtimeMs, x.uid, x.gid, x.mode, x.nlink], [y.mtimeMs, y.uid, y.gid, y.mode, y.nlink], p);
+      }
+      // Every name the unpacker made can be looked up by name too (sorted entries: binary search).
+      for (const p of unpacked.keys()) assert.ok(existsSync(join(at, p)) || unpacked.get(p)!.type === 'symlink', p);
+    } finally {
+      await unmountLayerImages([at]);
+    }
+  } finally {
+    t.cleanup();
+  }
+});
+
 test('a blob whose digest does not match leaves no image, directory, blob or mount behind', { skip }, async () => {
-  const t = tempDir('squash-bad');
+  const t = tempDir('image-bad');
   try {
     const store = Store.open(join(t.dir, 'store'));
     try {
@@ -256,19 +314,31 @@ test('a blob whose digest does not match leaves no image, directory, blob or mou
   }
 });
 
-test('a layer an image cannot hold exactly (a sub-second mtime) is unpacked into a directory instead', { skip }, async () => {
-  const t = tempDir('squash-frac');
+test('a layer the image does not hold exactly (a directory replaced by a file, a sub-second mtime) is unpacked into a directory instead', { skip }, async () => {
+  const t = tempDir('image-unsupported');
   try {
     const store = Store.open(join(t.dir, 'store'));
     try {
-      const tar = await buildTar([
-        { name: 'a', data: 'whole seconds' },
-        { name: 'b', data: 'half a second', pax: { mtime: '1600000000.5' } },
-      ]);
-      const info = await declare(store, tar);
-      await new Materializer(store, new RegistryClient()).ensureUnpacked(info);
-      assert.equal(existsSync(store.layerImage(info.diffId)), false);
-      assert.equal(statSync(join(store.layerDir(info.diffId), 'b')).mtimeMs, 1_600_000_000_500);
+      const cases: Array<[TarSpec[], (dir: string) => void]> = [
+        [
+          [
+            { name: 'a', data: 'kept' },
+            { name: 'd/', type: 'directory' },
+            { name: 'd', data: 'a file where the layer had a directory' },
+          ],
+          (dir) => assert.equal(readFileSync(join(dir, 'd'), 'utf8'), 'a file where the layer had a directory'),
+        ],
+        [
+          [{ name: 'b', data: 'half a second', pax: { mtime: '1600000000.5' } }],
+          (dir) => assert.equal(statSync(join(dir, 'b')).mtimeMs, 1_600_000_000_500),
+        ],
+      ];
+      for (const [specs, check] of cases) {
+        const info = await declare(store, await buildTar(specs));
+        await new Materializer(store, new RegistryClient()).ensureUnpacked(info);
+        assert.equal(existsSync(store.layerImage(info.diffId)), false);
+        check(store.layerDir(info.diffId));
+      }
       assert.deepEqual(readdirSync(join(store.root, 'tmp')), []);
     } finally {
       store.close();
@@ -278,13 +348,17 @@ test('a layer an image cannot hold exactly (a sub-second mtime) is unpacked into
   }
 });
 
-test('without tar2sqfs on PATH the layer is unpacked as before', { skip }, async () => {
-  const t = tempDir('squash-path');
+test('where an image cannot be mounted (no mount rights), the layer is unpacked and images are off for the process', { skip }, async () => {
+  const t = tempDir('image-nomount');
   const savedPath = process.env.PATH;
   try {
-    process.env.PATH = pathWithoutTar2sqfs(join(t.dir, 'bin'));
+    // A mount(8) that refuses EROFS, as in a container without the right to mount.
+    const bin = join(t.dir, 'bin');
+    mkdirSync(bin);
+    writeFileSync(join(bin, 'mount'), '#!/bin/sh\ncase "$*" in *erofs*) echo "mount: permission denied" >&2; exit 32;; esac\nexec /usr/bin/mount "$@"\n', { mode: 0o755 });
+    process.env.PATH = `${bin}:${savedPath}`;
     resetLayerImageSupport();
-    assert.equal(layerImageSupport(), undefined);
+    assert.equal(layerImageSupport(), true, 'the probe cannot tell');
     const store = Store.open(join(t.dir, 'store'));
     try {
       const info = await declare(store, await importedTar());
@@ -292,6 +366,8 @@ test('without tar2sqfs on PATH the layer is unpacked as before', { skip }, async
       assert.equal(existsSync(store.layerImage(info.diffId)), false);
       assert.ok(statSync(store.layerDir(info.diffId)).isDirectory());
       assert.equal(readFileSync(join(store.layerDir(info.diffId), 'bin/tool'), 'utf8'), 'TOOL');
+      assert.equal(layerImageSupport(), false, 'images are off for the rest of the process');
+      assert.deepEqual(readdirSync(join(store.root, 'tmp')), []);
     } finally {
       store.close();
     }
@@ -303,13 +379,6 @@ test('without tar2sqfs on PATH the layer is unpacked as before', { skip }, async
 });
 
 // ---- through the CLI: an exported cache imported on fresh machines ------------------------------
-
-/** PATH with every command of /usr/bin but tar2sqfs (on merged-/usr Debian, /bin is /usr/bin too). */
-function pathWithoutTar2sqfs(dir: string): string {
-  mkdirSync(dir, { recursive: true });
-  for (const name of readdirSync('/usr/bin')) if (name !== 'tar2sqfs') symlinkSync(join('/usr/bin', name), join(dir, name));
-  return `${dir}:/usr/sbin:/sbin`;
-}
 
 const EXPORTED = [
   'FROM busybox',
@@ -324,7 +393,7 @@ const LISTING = 'RUN (find /data -xdev | sort | xargs stat -c "%n %F %a %u %g %s
 
 /** Image files in a store's layers/. */
 function images(store: string): string[] {
-  return readdirSync(join(store, 'layers')).filter((n) => n.endsWith('.sqfs'));
+  return readdirSync(join(store, 'layers')).filter((n) => n.endsWith('.erofs'));
 }
 
 test('an imported cache on a fresh machine: images that show what unpacked layers show, no mount outlives a process, prune removes them, kill -9 mid-conversion is harmless', { skip }, async (t) => {
@@ -340,9 +409,9 @@ test('an imported cache on a fresh machine: images that show what unpacked layer
     return readFileSync(join(out, 'listing'), 'utf8');
   };
   const withImages = await listing(b);
-  const unpacked = await listing(c, { PATH: pathWithoutTar2sqfs(join(c.root, 'bin')) });
+  const unpacked = await listing(c, { STRATA_LAYER_IMAGES: '0' });
   assert.ok(images(b.store).length >= 3, `B keeps the busybox layer and both imported layers as images: ${images(b.store).join(' ')}`);
-  assert.deepEqual(images(c.store), [], 'C (no tar2sqfs) unpacked them');
+  assert.deepEqual(images(c.store), [], 'C (images off) unpacked them');
   assert.match(withImages, /^\/data\/f regular file 4755 0 0 /m);
   assert.match(withImages, /^\/data\/null character special file 644 0 0 0 \d+ \/data\/null 1,3$/m);
   assert.match(withImages, /^hard-linked$/m);
@@ -359,6 +428,12 @@ test('an imported cache on a fresh machine: images that show what unpacked layer
   assert.equal(again.instructions.at(-1)?.cached, false, 'the new step ran on the images');
   for (const [n, ino] of before) assert.equal(statSync(join(b.store, 'layers', n)).ino, ino, `${n} was reused`);
   assert.deepEqual(mountsBelow(b.root), []);
+
+  // du counts the image files (the layers have no directories to measure).
+  const du = JSON.parse(expectOk(await b.strata(['du', '--format', 'json']), 'strata du').stdout) as { size: number }[];
+  const imageBytes = images(b.store).reduce((n, f) => n + statSync(join(b.store, 'layers', f)).size, 0);
+  assert.ok(imageBytes > 26_000_000, `the images hold the 26 MB file: ${imageBytes}`);
+  assert.ok(du.reduce((n, r) => n + r.size, 0) >= imageBytes, 'du counts them');
 
   // prune: the images go with their records; nothing is mounted, nothing left.
   await b.strata(['prune', '--all']).then((r) => expectOk(r, 'strata prune --all'));
