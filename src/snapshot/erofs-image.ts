@@ -156,7 +156,8 @@ export class ErofsWriter {
       node.uid = h.uid;
       node.gid = h.gid;
       node.mtime = h.mtime;
-      node.xattrs = new Map(h.xattrs);
+      // A directory listed again keeps the xattrs it had, as setxattr(2) on the existing one does.
+      for (const [k, v] of h.xattrs) node.xattrs.set(k, v);
       dir.children!.set(base, node);
       return;
     }

@@ -429,6 +429,14 @@ test('an imported cache on a fresh machine: images that show what unpacked layer
   for (const [n, ino] of before) assert.equal(statSync(join(b.store, 'layers', n)).ino, ino, `${n} was reused`);
   assert.deepEqual(mountsBelow(b.root), []);
 
+  // doctor: a store with images is consistent (it mounts one to check); an image no layer row names goes.
+  writeFileSync(join(b.store, 'layers', `${'e'.repeat(64)}.erofs`), 'left by a crash');
+  const doc = expectOk(await b.strata(['doctor', '--quick']), 'strata doctor');
+  assert.match(doc.stdout, /removed unindexed layer image e{64}\.erofs/);
+  assert.doesNotMatch(doc.stdout, /cannot be mounted/);
+  assert.deepEqual([...before.keys()].filter((n) => !existsSync(join(b.store, 'layers', n))), [], 'the layers\' images stay');
+  assert.deepEqual(mountsBelow(b.root), []);
+
   // du counts the image files (the layers have no directories to measure).
   const du = JSON.parse(expectOk(await b.strata(['du', '--format', 'json']), 'strata du').stdout) as { size: number }[];
   const imageBytes = images(b.store).reduce((n, f) => n + statSync(join(b.store, 'layers', f)).size, 0);
