@@ -7,6 +7,8 @@
 // Node 20 (vm.Script); ES modules have no such hook before Node 22. Two things a classic script
 // lacks are supplied by bin/strata: `import.meta.url` (the copy-worker thread is found next to the
 // bundle) and dynamic `import()` of ES-only packages (fs-xattr), through a global it defines.
+// Static imports of fs-xattr become require() of an ES module, which Node does from 20.19 on;
+// bin/strata runs the modules on an older Node.
 import { build } from 'esbuild';
 import { readFileSync, renameSync, writeFileSync, rmSync, mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';

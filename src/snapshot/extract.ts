@@ -10,13 +10,12 @@ import { constants as fsc } from 'node:fs';
 import { lstat, mkdir, open, readdir, rm } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { spawn } from 'node:child_process';
 import { setAttribute } from 'fs-xattr';
 import { StrataError, isStrataError } from '../errors.js';
 import { END_OF_ARCHIVE, TarFormatError, encodeHeader, padding } from './tar-format.js';
 import { readTar, type TarEntry } from './tar-reader.js';
 import { OPAQUE_XATTR, OverlayRewriter } from './overlay-rewrite.js';
-import { ProcessError, coalesce, decompressed, hashing, sha256 } from './streams.js';
+import { ProcessError, coalesce, decompressed, hashing, sha256, spawnFilter } from './streams.js';
 
 export interface ExtractResult {
   /** sha256 of the uncompressed tar, `sha256:<hex>` */
@@ -110,16 +109,7 @@ export async function extractLayer(
  * reading, so then its exit code and stderr explain (as a ProcessError).
  */
 export async function feedProcess(bytes: AsyncIterable<Buffer>, cmd: string, args: string[]): Promise<void> {
-  const child = spawn(cmd, args, { stdio: ['pipe', 'ignore', 'pipe'] });
-  let stderr = '';
-  child.stderr.on('data', (d: Buffer) => {
-    stderr = (stderr + d.toString('utf8')).slice(-4000);
-  });
-  const exited = new Promise<number | null>((resolve, reject) => {
-    child.once('error', reject);
-    child.once('close', (code) => resolve(code));
-  });
-  exited.catch(() => undefined);
+  const { child, exited, stderrTail } = spawnFilter(cmd, args, 'ignore');
   try {
     let feedError: unknown = null;
     try {
@@ -131,11 +121,11 @@ export async function feedProcess(bytes: AsyncIterable<Buffer>, cmd: string, arg
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
       const code = await exited.catch(() => null);
       const brokenPipe = (feedError as { code?: string }).code === 'EPIPE';
-      if (brokenPipe && code !== 0) throw new ProcessError(cmd, code, stderr.trim());
+      if (brokenPipe && code !== 0) throw new ProcessError(cmd, code, stderrTail());
       throw feedError;
     }
     const code = await exited;
-    if (code !== 0) throw new ProcessError(cmd, code, stderr.trim());
+    if (code !== 0) throw new ProcessError(cmd, code, stderrTail());
   } finally {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
     await exited.catch(() => undefined);

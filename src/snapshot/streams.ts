@@ -1,6 +1,6 @@
 // Byte-stream plumbing shared by extraction and diffing: compression detection, running a
 // filter program (zstd, tar) over a stream, hashing on the way through.
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcessByStdio } from 'node:child_process';
 import { createHash, type Hash } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { PassThrough, Readable, pipeline, type Writable } from 'node:stream';
@@ -37,9 +37,12 @@ export class ProcessError extends Error {
   }
 }
 
-/** Feeds `src` through `cmd args` (stdin to stdout) and yields what it writes. */
-export async function* throughProcess(src: AsyncIterable<Buffer>, cmd: string, args: string[]): AsyncGenerator<Buffer> {
-  const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+/**
+ * Starts a filter program with stdin piped and the last 4,000 characters of its stderr kept (for
+ * ProcessError). `exited` settles with the exit code; it never counts as an unhandled rejection.
+ */
+export function spawnFilter(cmd: string, args: string[], stdout: 'pipe' | 'ignore'): { child: ChildProcessByStdio<Writable, Readable, Readable>; exited: Promise<number | null>; stderrTail: () => string } {
+  const child = spawn(cmd, args, { stdio: ['pipe', stdout, 'pipe'] }) as ChildProcessByStdio<Writable, Readable, Readable>;
   let stderr = '';
   child.stderr.on('data', (d: Buffer) => {
     stderr = (stderr + d.toString('utf8')).slice(-4000);
@@ -49,6 +52,12 @@ export async function* throughProcess(src: AsyncIterable<Buffer>, cmd: string, a
     child.once('close', (code) => resolve(code));
   });
   exited.catch(() => undefined);
+  return { child, exited, stderrTail: () => stderr.trim() };
+}
+
+/** Feeds `src` through `cmd args` (stdin to stdout) and yields what it writes. */
+export async function* throughProcess(src: AsyncIterable<Buffer>, cmd: string, args: string[]): AsyncGenerator<Buffer> {
+  const { child, exited, stderrTail } = spawnFilter(cmd, args, 'pipe');
   const feeding = pipelineAsync(Readable.from(src), child.stdin).then(
     () => undefined,
     (e: unknown) => e ?? new Error('input failed'),
@@ -59,7 +68,7 @@ export async function* throughProcess(src: AsyncIterable<Buffer>, cmd: string, a
     const feedErr = await feeding;
     if (feedErr && !isBrokenPipe(feedErr)) throw feedErr;
     const code = await exited;
-    if (code !== 0) throw new ProcessError(cmd, code, stderr.trim());
+    if (code !== 0) throw new ProcessError(cmd, code, stderrTail());
     if (feedErr) throw feedErr;
     finished = true;
   } finally {
