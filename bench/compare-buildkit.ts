@@ -59,7 +59,9 @@ function strataBuilder(work: string): Builder {
   return {
     name: 'strata',
     async reset() {
-      if (root) removeTree(root);
+      // The previous store stays until the work dir goes at the end: deleting thousands of files
+      // right before a cold build slows the build's own file creation on ext4 without a journal
+      // (it skips inodes freed in the last 30 s), which a fresh machine does not see.
       root = join(work, `strata-store-${++generation}`);
     },
     build(ctx) {
