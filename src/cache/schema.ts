@@ -113,12 +113,25 @@ CREATE TABLE IF NOT EXISTS selection_cache (
   digest TEXT NOT NULL,
   files TEXT NOT NULL
 );
+-- The context stat cache of older stores, one row per file (read, then moved to stat_dirs).
 CREATE TABLE IF NOT EXISTS stat_cache (
   path TEXT PRIMARY KEY,
   ino INTEGER NOT NULL,
   size INTEGER NOT NULL,
   mtime REAL NOT NULL,
   ctime REAL NOT NULL,
+  digest TEXT NOT NULL
+);
+-- The context stat cache (cache/stat-cache-store.ts): one row per directory.
+CREATE TABLE IF NOT EXISTS stat_dirs (
+  dir TEXT PRIMARY KEY,
+  -- JSON [[name, ino, size, mtime, ctime, digest], ...]
+  entries TEXT NOT NULL
+);
+-- Context selections whose every entry still had the recorded stat: their checksum.
+CREATE TABLE IF NOT EXISTS stat_selections (
+  key TEXT PRIMARY KEY,
+  fingerprint TEXT NOT NULL,
   digest TEXT NOT NULL
 );
 `;

@@ -12,19 +12,6 @@ import type { Store } from './store.js';
 
 export { RACY_MS };
 
-const TABLES = `
-CREATE TABLE IF NOT EXISTS stat_dirs (
-  dir TEXT PRIMARY KEY,
-  -- JSON [[name, ino, size, mtime, ctime, digest], ...]
-  entries TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS stat_selections (
-  key TEXT PRIMARY KEY,
-  fingerprint TEXT NOT NULL,
-  digest TEXT NOT NULL
-);
-`;
-
 type Row = [name: string, ino: number, size: number, mtime: number, ctime: number, digest: string];
 
 export class PersistentStatCache implements StatCache {
@@ -38,8 +25,6 @@ export class PersistentStatCache implements StatCache {
   private readonly q: { dir: Statement<[string]>; legacy: Statement<[string, string]>; selection: Statement<[string]> };
 
   constructor(private readonly store: Store) {
-    // Without a write when the tables exist (SQLite takes no lock for it).
-    store.db.exec(TABLES);
     this.q = {
       dir: store.db.prepare('SELECT entries FROM stat_dirs WHERE dir=?').pluck(),
       legacy: store.db.prepare('SELECT path, ino, size, mtime, ctime, digest FROM stat_cache WHERE path > ? AND path < ?').raw(),
