@@ -1,12 +1,12 @@
 // Mounting layers kept as EROFS images (layer-image.ts writes them as `layers/<hex>.erofs`).
 //
-// An image is mounted only for as long as it takes to mount an overlay on it: overlayfs keeps
-// private clones of its lower mounts, so the image's own mount is detached right after the
-// overlay is up. Nothing stays mounted in the
-// store between steps: no mount to redo after a reboot, none to undo before `rm -rf` of a store
-// (a persistent mount makes that fail with EBUSY), none shared between processes. Each mount is
-// at a fresh directory below the caller's temp dir (named with its pid), which is where the
-// store's stale-mount cleanup looks after a kill -9.
+// A process mounts an image read-only the first time it uses the layer as a lower
+// (Store.layerLower) and keeps it for as long as it runs: overlays are mounted on it, and the
+// commit of a step looks things up in the lowers. The store unmounts it in close() or at exit, so
+// nothing stays mounted in the store between processes: no mount to redo after a reboot, none to
+// undo before `rm -rf` of a store (a lasting mount makes that fail with EBUSY), none shared between
+// processes. Each mount is at a fresh directory below the store's tmp dir (named with the pid),
+// which is where the store's stale-mount cleanup looks after a kill -9.
 // Kept apart from the writer so mounting a chain does not load the tar code.
 import { mkdir } from 'node:fs/promises';
 import { spawn } from 'node:child_process';
