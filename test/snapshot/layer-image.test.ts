@@ -112,10 +112,16 @@ async function declare(store: Store, tar: Buffer): Promise<LayerInfo> {
   const gz = zlib.gzipSync(tar);
   const info: LayerInfo = { diffId: sha(tar), digest: sha(gz), size: gz.length, mediaType: GZIP_LAYER };
   await store.putBlob(gz, GZIP_LAYER);
+  listLayer(store, info);
+  return info;
+}
+
+/** Declares a layer not yet on disk, as a pull or a cache import does; with `cacheDir`, its blob is listed there. */
+function listLayer(store: Store, info: LayerInfo, cacheDir?: string): void {
   store.db
     .prepare('INSERT INTO layers(diff_id,blob_digest,size,media_type,unpacked,created,last_used) VALUES (?,?,?,?,0,?,?)')
     .run(info.diffId, info.digest, info.size, info.mediaType, store.now(), store.now());
-  return info;
+  if (cacheDir) store.db.prepare('INSERT INTO layer_sources(diff_id,source) VALUES (?,?)').run(info.diffId, JSON.stringify({ kind: 'local', dir: cacheDir }));
 }
 
 interface Observed {
@@ -280,10 +286,7 @@ test('a blob whose digest does not match leaves no image, directory, blob or mou
       const bad = Buffer.from(gz);
       bad[bad.length - 20]! ^= 0xff;
       writeFileSync(join(cacheDir, 'blobs', 'sha256', digest.slice(7)), bad);
-      store.db
-        .prepare('INSERT INTO layers(diff_id,blob_digest,size,media_type,unpacked,created,last_used) VALUES (?,?,?,?,0,?,?)')
-        .run(info.diffId, info.digest, info.size, info.mediaType, store.now(), store.now());
-      store.db.prepare('INSERT INTO layer_sources(diff_id,source) VALUES (?,?)').run(info.diffId, JSON.stringify({ kind: 'local', dir: cacheDir }));
+      listLayer(store, info, cacheDir);
       await assert.rejects(new Materializer(store, new RegistryClient()).ensureUnpacked(info), (e: Error & { code?: string }) => {
         assert.equal(e.code, 'CACHE_CORRUPT');
         return true;
@@ -298,10 +301,7 @@ test('a blob whose digest does not match leaves no image, directory, blob or mou
       mkdirSync(join(good, 'blobs', 'sha256'), { recursive: true });
       writeFileSync(join(good, 'blobs', 'sha256', digest.slice(7)), gz);
       const lie: LayerInfo = { ...info, diffId: sha(Buffer.from('another layer')) };
-      store.db
-        .prepare('INSERT INTO layers(diff_id,blob_digest,size,media_type,unpacked,created,last_used) VALUES (?,?,?,?,0,?,?)')
-        .run(lie.diffId, lie.digest, lie.size, lie.mediaType, store.now(), store.now());
-      store.db.prepare('INSERT INTO layer_sources(diff_id,source) VALUES (?,?)').run(lie.diffId, JSON.stringify({ kind: 'local', dir: good }));
+      listLayer(store, lie, good);
       await assert.rejects(new Materializer(store, new RegistryClient()).ensureUnpacked(lie), /unpacks to/);
       assert.deepEqual(readdirSync(join(store.root, 'layers')), []);
       assert.deepEqual(readdirSync(join(store.root, 'tmp')), []);
