@@ -1,7 +1,7 @@
 // `strata doctor`: checks the store against itself and repairs what it can. Safe to run while no
 // build is active; after a kill -9 it clears what the dead process left (mounts, temp files,
 // runtime state) and drops index rows that point at missing or corrupt content.
-import { existsSync, readdirSync, rmSync } from 'node:fs';
+import { readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Store } from './store.js';
 import { hexOf, staleMounts } from './store.js';

@@ -1,5 +1,5 @@
-// The per-file system calls of a COPY, with nothing but node:fs, so the same code runs inline and
-// on the copy worker threads (copy-workers.ts).
+// The per-file system calls of a COPY, with nothing but node:fs (and open-noatime.ts), so the same
+// code runs inline and on the copy worker threads (copy-workers.ts).
 //
 // Creating a file costs far more than its content here (ext4 inode allocation, attribute
 // changes), so each file gets the fewest calls that leave it as the copy rules want: create with
@@ -8,6 +8,7 @@
 // clearing setuid/setgid: an fstat tells), then the times. fs.copyFile would add an fchmod, an
 // ftruncate and two failing clone/copy_file_range attempts per file.
 import { closeSync, constants, copyFileSync, chmodSync, fchmodSync, fchownSync, fstatSync, futimesSync, lchownSync, lutimesSync, openSync, readSync, symlinkSync, writeSync } from 'node:fs';
+import { openNoAtime } from '../open-noatime.js';
 
 /** A regular file to create at `dst` (which must not exist) with the content of `src`. */
 export interface FileJob {
@@ -41,24 +42,8 @@ const CREATE = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL;
 
 let buffer: Buffer | undefined;
 
-const NOATIME = constants.O_NOATIME ?? 0;
-let noAtime = NOATIME !== 0;
-
-/** Opens a source without touching its atime (see openForHash in context/checksum.ts); the owner or root only. */
-function openSource(p: string): number {
-  if (noAtime) {
-    try {
-      return openSync(p, constants.O_RDONLY | NOATIME);
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EPERM') throw e;
-      noAtime = false;
-    }
-  }
-  return openSync(p, constants.O_RDONLY);
-}
-
 function copyContent(job: FileJob): void {
-  const src = openSource(job.src);
+  const src = openNoAtime(job.src);
   try {
     const dst = openSync(job.dst, CREATE, job.mode);
     try {

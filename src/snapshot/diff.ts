@@ -5,16 +5,17 @@
 // ctime, mtimes in whole seconds (clamped to SOURCE_DATE_EPOCH when given), xattrs sorted, and
 // the compressors run with fixed settings (zlib and zstd output does not depend on chunking or,
 // for zstd -T0, on the number of threads).
-import { closeSync, constants as fsc, createReadStream, createWriteStream, openSync, readSync } from 'node:fs';
-import { open, rename, rm, rmdir } from 'node:fs/promises';
+import { closeSync, constants as fsc, createWriteStream, read, readSync } from 'node:fs';
+import { rename, rm, rmdir } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import zlib from 'node:zlib';
+import { promisify } from 'node:util';
 import { StrataError } from '../errors.js';
+import { openNoAtime } from '../open-noatime.js';
 import { BLOCK, END_OF_ARCHIVE, encodeHeader, padding, writeHeader, type TarHeader } from './tar-format.js';
 import { OPAQUE_MARKER, WHITEOUT_PREFIX, normalizeMemberPath } from './overlay-rewrite.js';
 import { hostPath, lookupInLowers, readXattrs, walkTree, type FsNode } from './fs-walk.js';
-import { hashing, sha256, throughProcess, throughTransform } from './streams.js';
+import { hashing, sha256, throughProcess } from './streams.js';
 import { gzipMembers } from './compress.js';
 
 export type LayerCompression = 'gzip' | 'zstd' | 'none';
@@ -228,26 +229,7 @@ function changed(name: string): StrataError {
 }
 
 const READ_FLAGS = fsc.O_RDONLY | fsc.O_NOFOLLOW;
-const NOATIME = fsc.O_NOATIME ?? 0;
-let noAtime = NOATIME !== 0;
-
-/**
- * Opens a file of the upper for reading without updating its atime. A file the step just wrote
- * has atime <= ctime (a copy sets the source's atime, a hard link moves ctime), so a plain read
- * makes relatime write the inode again: measured 34 µs instead of 3 per small file right after
- * a COPY. Only the owner or root may ask for O_NOATIME; elsewhere reads fall back to plain opens.
- */
-function openNoAtime(path: Buffer): number {
-  if (noAtime) {
-    try {
-      return openSync(path, READ_FLAGS | NOATIME);
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EPERM') throw e;
-      noAtime = false;
-    }
-  }
-  return openSync(path, READ_FLAGS);
-}
+const readAt = promisify(read);
 
 /**
  * Reads exactly `size` bytes of a file into `buf` at `offset`, synchronously (small files). It asks
@@ -255,7 +237,7 @@ function openNoAtime(path: Buffer): number {
  * must have room for it (the byte lands where padding or the next header goes).
  */
 function readSmall(path: Buffer, size: number, buf: Buffer, offset: number, name: string): void {
-  const fd = openNoAtime(path);
+  const fd = openNoAtime(path, READ_FLAGS);
   try {
     let done = 0;
     for (;;) {
@@ -271,23 +253,19 @@ function readSmall(path: Buffer, size: number, buf: Buffer, offset: number, name
 }
 
 async function* readLarge(path: Buffer, size: number, name: string): AsyncGenerator<Buffer> {
-  const fh = await open(path, READ_FLAGS | (noAtime ? NOATIME : 0)).catch((e: unknown) => {
-    if ((e as NodeJS.ErrnoException).code !== 'EPERM' || !noAtime) throw e;
-    noAtime = false;
-    return open(path, READ_FLAGS);
-  });
+  const fd = openNoAtime(path, READ_FLAGS);
   try {
     let offset = 0;
     while (offset < size) {
       const buf = Buffer.allocUnsafe(Math.min(CHUNK, size - offset));
-      const { bytesRead } = await fh.read(buf, 0, buf.length, offset);
+      const { bytesRead } = await readAt(fd, buf, 0, buf.length, offset);
       if (bytesRead === 0) break;
       offset += bytesRead;
       yield bytesRead === buf.length ? buf : buf.subarray(0, bytesRead);
     }
-    if (offset !== size || (await fh.read(Buffer.alloc(1), 0, 1, size)).bytesRead !== 0) throw changed(name);
+    if (offset !== size || (await readAt(fd, Buffer.alloc(1), 0, 1, size)).bytesRead !== 0) throw changed(name);
   } finally {
-    await fh.close();
+    closeSync(fd);
   }
 }
 
