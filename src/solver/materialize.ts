@@ -40,8 +40,6 @@ interface Made {
   diffId: string;
 }
 
-type LayerImages = boolean;
-
 /** Where a missing layer can be fetched; `image` is set for a base image's layers. */
 export type LayerSource = CacheSource & { image?: string };
 
@@ -173,7 +171,7 @@ export class Materializer {
   }
 
   /** The layer from its blob in the store (fetched first when missing): an image where possible. */
-  private async fromBlob(l: LayerInfo, label: string, images: LayerImages): Promise<Made> {
+  private async fromBlob(l: LayerInfo, label: string, images: boolean): Promise<Made> {
     await this.ensureBlob(l);
     if (images) {
       const { writeLayerImage, LayerImageUnsupported, debugLine } = await import('../snapshot/layer-image.js');
@@ -228,7 +226,7 @@ export class Materializer {
    * nothing the unpacker made is kept otherwise. A layer the image cannot hold is unpacked from
    * the adopted blob.
    */
-  private async streamUnpack(l: LayerInfo, src: LayerSource, label: string, images: LayerImages): Promise<Made> {
+  private async streamUnpack(l: LayerInfo, src: LayerSource, label: string, images: boolean): Promise<Made> {
     const tmp = this.store.tmpPath('cachefetch');
     const target = this.store.tmpPath(images ? 'image' : 'unpack');
     // ensureBlob meanwhile (an output needing the blob) waits for this copy instead of fetching its own.
