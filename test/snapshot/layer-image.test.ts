@@ -116,6 +116,13 @@ async function declare(store: Store, tar: Buffer): Promise<LayerInfo> {
   return info;
 }
 
+/** A cache folder holding `bytes` as the blob `digest` (whether they match it or not). */
+function cacheFolder(dir: string, digest: string, bytes: Buffer): string {
+  mkdirSync(join(dir, 'blobs', 'sha256'), { recursive: true });
+  writeFileSync(join(dir, 'blobs', 'sha256', digest.slice(7)), bytes);
+  return dir;
+}
+
 /** Declares a layer not yet on disk, as a pull or a cache import does; with `cacheDir`, its blob is listed there. */
 function listLayer(store: Store, info: LayerInfo, cacheDir?: string): void {
   store.db
@@ -281,11 +288,9 @@ test('a blob whose digest does not match leaves no image, directory, blob or mou
       const digest = sha(gz);
       const info: LayerInfo = { diffId: sha(tar), digest, size: gz.length, mediaType: GZIP_LAYER };
       // An imported cache folder whose blob was damaged after export: the streamed path.
-      const cacheDir = join(t.dir, 'cache');
-      mkdirSync(join(cacheDir, 'blobs', 'sha256'), { recursive: true });
       const bad = Buffer.from(gz);
       bad[bad.length - 20]! ^= 0xff;
-      writeFileSync(join(cacheDir, 'blobs', 'sha256', digest.slice(7)), bad);
+      const cacheDir = cacheFolder(join(t.dir, 'cache'), digest, bad);
       listLayer(store, info, cacheDir);
       await assert.rejects(new Materializer(store, new RegistryClient()).ensureUnpacked(info), (e: Error & { code?: string }) => {
         assert.equal(e.code, 'CACHE_CORRUPT');
@@ -297,9 +302,7 @@ test('a blob whose digest does not match leaves no image, directory, blob or mou
       assert.equal(store.layerReady(info.diffId), false);
 
       // Right bytes, but the record names another diffId: the image made from them goes too.
-      const good = join(t.dir, 'cache2');
-      mkdirSync(join(good, 'blobs', 'sha256'), { recursive: true });
-      writeFileSync(join(good, 'blobs', 'sha256', digest.slice(7)), gz);
+      const good = cacheFolder(join(t.dir, 'cache2'), digest, gz);
       const lie: LayerInfo = { ...info, diffId: sha(Buffer.from('another layer')) };
       listLayer(store, lie, good);
       await assert.rejects(new Materializer(store, new RegistryClient()).ensureUnpacked(lie), /unpacks to/);
