@@ -47,6 +47,16 @@ export interface ChecksumResult {
   files: FileEntry[];
   /** Bytes of file content read (0 when the stat cache answered for every file). */
   bytesRead: number;
+  /** What each source word selected (in `sources` order), as the walk found it: what the step copies. */
+  selection: SelectedSource[];
+  /** Files whose digest was read moments after they changed (RACY_MS): their stat cannot vouch for them. */
+  racy: RacyFile[];
+}
+
+export interface RacyFile {
+  host: string;
+  size: number;
+  digest: string;
 }
 
 /** A selection whose every entry has the stat it had when the stat cache recorded its checksum. */
@@ -54,6 +64,8 @@ export interface UnchangedChecksum {
   digest: string;
   files?: undefined;
   bytesRead: 0;
+  selection: SelectedSource[];
+  racy: RacyFile[];
 }
 
 const VERSION = 'strata-sources-v1';
@@ -215,6 +227,20 @@ function statFingerprint(selected: SelectedSource[]): string {
   return createHash('sha256').update(text.join('\0')).update(nums).digest('hex');
 }
 
+/**
+ * Reads racily hashed files again: the first whose content is not what its digest says, or
+ * undefined when all still are; with the bytes read.
+ */
+export async function changedRacyFile(files: readonly RacyFile[]): Promise<{ changed?: RacyFile; bytesRead: number }> {
+  let bytesRead = 0;
+  for (const f of files) {
+    const r = (f.size < SMALL_FILE && hashSmallFile(f.host, f.size)) || (await hashLargeFile(f.host));
+    bytesRead += r.bytes;
+    if (r.digest !== f.digest) return { changed: f, bytesRead };
+  }
+  return { bytesRead };
+}
+
 async function checksum(opts: ChecksumOptions, reuse: boolean): Promise<ChecksumResult | UnchangedChecksum> {
   // Content read from here on was read at least this late (for the racy rule).
   const started = Date.now();
@@ -244,7 +270,7 @@ async function checksum(opts: ChecksumOptions, reuse: boolean): Promise<Checksum
   const cache = opts.statCache;
   const memo = !rootfs && cache?.selection && cache.setSelection ? { key: selectionKey(opts), fingerprint: statFingerprint(selected) } : undefined;
   const recorded = memo && cache!.selection!(memo.key);
-  if (reuse && recorded && recorded.fingerprint === memo.fingerprint) return { digest: recorded.digest, bytesRead: 0 };
+  if (reuse && recorded && recorded.fingerprint === memo.fingerprint) return { digest: recorded.digest, bytesRead: 0, selection: selected, racy: [] };
 
   interface Item {
     e: TreeEntry;
@@ -294,6 +320,7 @@ async function checksum(opts: ChecksumOptions, reuse: boolean): Promise<Checksum
   let bytesRead = 0;
   // Every file digest is one a later build may trust (none read within RACY_MS of its change).
   let settled = true;
+  const racy: RacyFile[] = [];
   const pause = new Pacer();
   for (let k = 0; k < items.length; k++) {
     if ((k & 63) === 0 && pause.due()) await pause.maybe();
@@ -306,7 +333,10 @@ async function checksum(opts: ChecksumOptions, reuse: boolean): Promise<Checksum
     // changed unseen since; then the file is read again.
     if (hit && hit.ino === st.ino && hit.size === st.size && hit.mtimeMs === st.mtimeMs && hit.ctimeMs === st.ctimeMs && (hit.settled !== false || started - st.ctimeMs < RACY_MS)) {
       f.contentDigest = hit.digest;
-      if (hit.settled === false) settled = false;
+      if (hit.settled === false) {
+        settled = false;
+        racy.push({ host: e.host, size: st.size, digest: hit.digest });
+      }
       continue;
     }
     // Small files synchronously (no promise per file), big ones streamed.
@@ -314,7 +344,10 @@ async function checksum(opts: ChecksumOptions, reuse: boolean): Promise<Checksum
     bytesRead += r.bytes;
     f.contentDigest = r.digest;
     const fileSettled = started - st.ctimeMs >= RACY_MS;
-    if (!fileSettled) settled = false;
+    if (!fileSettled) {
+      settled = false;
+      racy.push({ host: e.host, size: st.size, digest: r.digest });
+    }
     cache?.set(e.host, { ino: st.ino, size: st.size, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs, digest: r.digest, settled: fileSettled });
   }
 
@@ -347,7 +380,7 @@ async function checksum(opts: ChecksumOptions, reuse: boolean): Promise<Checksum
   if (memo && settled && (recorded?.fingerprint !== memo.fingerprint || recorded.digest !== digest)) {
     cache!.setSelection!(memo.key, { fingerprint: memo.fingerprint, digest });
   }
-  return { digest, files: items.map((x) => x.f), bytesRead };
+  return { digest, files: items.map((x) => x.f), bytesRead, selection: selected, racy };
 }
 
 /** Sources inside a stage or image rootfs (COPY --from): symlinks resolve inside it, owners count. */

@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import { setAttributeSync } from 'fs-xattr';
 import { StrataError } from '../errors.js';
 import { loadXattrs, readXattrs } from '../context/checksum.js';
-import { deviceNumbers, goClean, kindOf, Pacer, resolveInside, selectSource, type IgnoreFn, type Reinclude, type TreeEntry } from '../context/walk.js';
+import { deviceNumbers, goClean, kindOf, Pacer, resolveInside, selectSource, type IgnoreFn, type Reinclude, type SelectedSource, type TreeEntry } from '../context/walk.js';
 import { detectArchive, extractArchive, mknodLike } from './archive.js';
 import { parseChmod, type Chmod } from './chmod.js';
 import { prepareCopyWorkers, runFileJobs } from './copy-workers.js';
@@ -59,6 +59,13 @@ export interface CopyRequest {
    * upper (see copyTree for when that is safe).
    */
   destUpper?: string;
+  /**
+   * What source words select, as the walk that computed the step's cache key found it (context
+   * sources only, same ignore rules): the copy takes these entries instead of walking again, so it
+   * writes exactly what the key covers; the check after the copy (each file it read, stat against
+   * this walk's) catches a file changed since.
+   */
+  selected?: ReadonlyMap<string, SelectedSource>;
 }
 
 export interface CopyResult {
@@ -500,7 +507,7 @@ export async function copyFiles(req: CopyRequest): Promise<CopyResult> {
         leaves.push({ kind: 'tree', base: dl.filename, root, entries: [], keepOwner: false, xattrs: false, archive });
         continue;
       }
-      const sel = await selectSource(word, {
+      const sel = (!req.srcIsRootfs && req.selected?.get(word)) || await selectSource(word, {
         root: req.srcRoot,
         rootfs: req.srcIsRootfs,
         ignore: req.srcIsRootfs ? undefined : req.ignore,

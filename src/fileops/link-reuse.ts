@@ -41,7 +41,17 @@ export interface DeferredFile {
 export interface LinkStats {
   linked: number;
   copied: number;
+  /**
+   * The linked files as inode -> path below the upper, the path as a binary string (one char per
+   * byte, as the layer diff names entries): lets the diff copy their tar entries from the earlier
+   * layer's tar (snapshot/tar-splice.ts).
+   */
+  inodes: Map<number, string>;
+  /** Source paths of the linked files: files this copy never read. */
+  sources: Set<string>;
 }
+
+const ASCII = /^[\x00-\x7f]*$/;
 
 const SELF = { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 };
 const S_ISGID = 0o2000;
@@ -114,7 +124,8 @@ function hasXattrs(p: string): boolean {
  */
 export async function finishDeferred(reuse: CopyReuse, upper: string, files: DeferredFile[], dirTimes: Map<string, [number, number]>): Promise<LinkStats> {
   const check = new MtimeCheck(join(dirname(upper), `.mtime-probe-${process.pid}`));
-  const usedInodes = new Set<number>();
+  const usedInodes = new Map<number, string>();
+  const sources = new Set<string>();
   // Per directory: the gid a file created in the new one gets, or null to link nothing there: when
   // either side has xattrs (a default ACL gives new files one; a layer made elsewhere may carry
   // labels). Checked per directory, not per file: files of a context copy get xattrs only from
@@ -158,7 +169,8 @@ export async function finishDeferred(reuse: CopyReuse, upper: string, files: Def
         ) {
           try {
             linkSync(donor, target);
-            usedInodes.add(st.ino);
+            usedInodes.set(st.ino, ASCII.test(f.rel) ? f.rel : Buffer.from(f.rel, 'utf8').toString('latin1'));
+            sources.add(f.job.src);
             linked++;
             misses = 0;
             continue;
@@ -177,5 +189,5 @@ export async function finishDeferred(reuse: CopyReuse, upper: string, files: Def
   }
   await runFileJobs(fallback);
   for (const [rel, [atime, mtime]] of dirTimes) lutimesSync(rel === '' ? upper : `${upper}/${rel}`, atime, mtime);
-  return { linked, copied: fallback.length };
+  return { linked, copied: fallback.length, inodes: usedInodes, sources };
 }

@@ -17,6 +17,7 @@ import { OPAQUE_MARKER, WHITEOUT_PREFIX, normalizeMemberPath } from './overlay-r
 import { hostPath, lookupInLowers, readXattrs, walkTree, type FsNode } from './fs-walk.js';
 import { hashing, sha256, throughProcess } from './streams.js';
 import { gzipMembers } from './compress.js';
+import { TarSplice, type SpliceSource, type SplicedEntry } from './tar-splice.js';
 
 export type LayerCompression = 'gzip' | 'zstd' | 'none';
 
@@ -33,6 +34,8 @@ export interface DiffOptions {
   dropEmptyMountpoints?: string[];
   /** also remove the dropped mount-point dirs from the upper, so it stays equal to the blob */
   pruneUpper?: boolean;
+  /** an older layer whose files the upper hard-links: their entries are copied from its tar (tar-splice.ts) */
+  splice?: SpliceSource;
 }
 
 export interface DiffResult {
@@ -47,6 +50,8 @@ export interface DiffResult {
   empty: boolean;
   /** in-container paths of the stub directories left out of the layer */
   dropped: string[];
+  /** file entries copied from the older layer's tar (opts.splice) instead of read from their files */
+  spliced: number;
 }
 
 export const MEDIA_TYPES: Record<LayerCompression, string> = {
@@ -134,10 +139,10 @@ function emittedName(n: FsNode): string {
   return n.kind === 'whiteout' ? `${WHITEOUT_PREFIX}${n.name}` : n.name;
 }
 
-type Planned = { header: TarHeader; source?: Buffer };
+type Planned = { header: TarHeader; source?: Buffer; spliced?: SplicedEntry };
 
 /** Every tar entry, in order, with where a file's bytes come from. */
-function plan(root: FsNode, upper: string, sourceDateEpoch: number | undefined): Planned[] {
+function plan(root: FsNode, upper: string, sourceDateEpoch: number | undefined, splice: TarSplice | undefined): Planned[] {
   const out: Planned[] = [];
   const firstLink = new Map<number, string>();
   const mtimeOf = (n: FsNode): number => {
@@ -196,7 +201,7 @@ function plan(root: FsNode, upper: string, sourceDateEpoch: number | undefined):
       const h = base(n, name);
       switch (n.kind) {
         case 'file':
-          out.push({ header: { ...h, size: n.st.size }, source: hostPath(upper, n.path) });
+          out.push({ header: { ...h, size: n.st.size }, source: hostPath(upper, n.path), spliced: splice?.candidate(n) });
           break;
         case 'symlink':
           out.push({ header: { ...h, type: 'symlink', linkname: n.linkname, xattrs: new Map() } });
@@ -274,10 +279,10 @@ async function* readLarge(path: Buffer, size: number, name: string): AsyncGenera
  * synchronous reads (a few microseconds each, against tens for a promise round trip); the
  * event loop runs whenever a chunk is handed on. Large files stream asynchronously.
  */
-async function* tarStream(entries: Planned[]): AsyncGenerator<Buffer> {
+async function* tarStream(entries: Planned[], splice?: TarSplice): AsyncGenerator<Buffer> {
   let buf = Buffer.allocUnsafe(CHUNK);
   let used = 0;
-  for (const { header, source } of entries) {
+  for (const { header, source, spliced } of entries) {
     const body = source ? header.size + padding(header.size) : 0;
     // room for a plain header, the body of a small file and readSmall's extra byte
     if (used + BLOCK + (body <= CHUNK / 2 ? body + 1 : 0) > buf.length) {
@@ -285,6 +290,7 @@ async function* tarStream(entries: Planned[]): AsyncGenerator<Buffer> {
       buf = Buffer.allocUnsafe(CHUNK);
       used = 0;
     }
+    let headStart = used;
     const written = writeHeader(header, buf, used);
     if (written > 0) used += written;
     else {
@@ -294,12 +300,14 @@ async function* tarStream(entries: Planned[]): AsyncGenerator<Buffer> {
         buf = Buffer.allocUnsafe(Math.max(CHUNK, head.length));
         used = 0;
       }
+      headStart = used;
       head.copy(buf, used);
       used += head.length;
     }
     if (!source || header.size === 0) continue;
     if (body < buf.length - used) {
-      readSmall(source, header.size, buf, used, header.name);
+      const fromOlderTar = spliced !== undefined && splice !== undefined && splice.fill(spliced, buf.subarray(headStart, used), buf, used);
+      if (!fromOlderTar) readSmall(source, header.size, buf, used, header.name);
       used += header.size;
       buf.fill(0, used, used + padding(header.size));
       used += padding(header.size);
@@ -360,18 +368,23 @@ export async function diffToLayer(upper: string, opts: DiffOptions): Promise<Dif
   }
   const root = await walkTree(upper);
   const dropped = dropStubs(root, opts.lowers, [...ALWAYS_STUBS, ...(opts.dropEmptyMountpoints ?? [])]);
-  const entries = plan(root, upper, opts.sourceDateEpoch);
-
+  const splice = opts.splice && TarSplice.open(opts.splice);
   let diffId: string;
   let blob: BlobInfo;
-  if (opts.compression === 'none') {
-    // the blob is the tar: one hash gives both digests
-    blob = await writeBlob(tarStream(entries), opts);
-    diffId = blob.digest;
-  } else {
-    const diffHash = sha256();
-    blob = await writeBlob(hashing(tarStream(entries), diffHash, { bytes: 0 }), opts);
-    diffId = `sha256:${diffHash.digest('hex')}`;
+  let entries: Planned[] = [];
+  try {
+    entries = plan(root, upper, opts.sourceDateEpoch, splice);
+    if (opts.compression === 'none') {
+      // the blob is the tar: one hash gives both digests
+      blob = await writeBlob(tarStream(entries, splice), opts);
+      diffId = blob.digest;
+    } else {
+      const diffHash = sha256();
+      blob = await writeBlob(hashing(tarStream(entries, splice), diffHash, { bytes: 0 }), opts);
+      diffId = `sha256:${diffHash.digest('hex')}`;
+    }
+  } finally {
+    splice?.close();
   }
   const droppedPaths = dropped.map((p) => `/${Buffer.from(p, 'latin1').toString('utf8')}`);
   if (opts.pruneUpper) {
@@ -383,5 +396,6 @@ export async function diffToLayer(upper: string, opts: DiffOptions): Promise<Dif
     ...blob,
     empty: entries.length === 0,
     dropped: droppedPaths,
+    spliced: splice?.counts.spliced ?? 0,
   };
 }

@@ -38,6 +38,9 @@ export interface RawHeader {
   devminor: number;
 }
 
+/** Types whose size field never announces data blocks (Go's archive/tar does the same). */
+export const HEADER_ONLY: ReadonlySet<string> = new Set(['1', '2', '3', '4', '5', '6']);
+
 export class TarFormatError extends Error {}
 
 const USTAR_MAGIC = Buffer.from('ustar\u000000', 'latin1');

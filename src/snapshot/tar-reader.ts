@@ -5,6 +5,7 @@ import {
   TarFormatError,
   decodeHeader,
   decodePax,
+  HEADER_ONLY,
   isZeroBlock,
   padding,
   typeFromFlag,
@@ -105,8 +106,6 @@ export interface TarEntry {
 
 const MAX_META = 1 << 20; // a pax or long-name record larger than this is not a real archive
 
-/** Types whose size field never announces data blocks (Go's archive/tar does the same). */
-const HEADER_ONLY = new Set(['1', '2', '3', '4', '5', '6']);
 
 function num(value: Buffer | undefined, what: string): number | undefined {
   if (value === undefined) return undefined;

@@ -7,12 +7,15 @@ import posix from 'node:path/posix';
 import { hostPath, lookupInLowers, readXattrs } from '../snapshot/fs-walk.js';
 import type { Store, LayerInfo } from '../cache/store.js';
 import { diffToLayer } from '../snapshot/diff.js';
+import type { SpliceSource } from '../snapshot/tar-splice.js';
 
 export interface CommitOptions {
   compression: 'gzip' | 'zstd' | 'none';
   sourceDateEpoch?: number;
   /** In-container paths the runtime may have created as empty mount points. */
   mountpoints: string[];
+  /** An older layer the upper hard-links files from; their tar entries are copied from its tar. */
+  splice?: SpliceSource;
 }
 
 /** Returns the new layer, or undefined when the step changed nothing. The upper is consumed. */
@@ -26,6 +29,7 @@ export async function commitUpper(store: Store, upper: string, lowers: string[],
     compression: opts.compression,
     sourceDateEpoch: opts.sourceDateEpoch,
     dropEmptyMountpoints: stubs,
+    splice: opts.splice,
   });
   if (r.empty) {
     await rm(blobTmp, { force: true });

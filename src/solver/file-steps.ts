@@ -5,10 +5,13 @@ import type { LayerInfo, Store } from '../cache/store.js';
 import type { CopyOp, MkdirOp, Vertex } from '../graph/ops.js';
 import { resolveUser } from '../executor/user.js';
 import { copyFiles, ensureWorkdir } from '../fileops/copy.js';
-import type { CopyReuse } from '../fileops/link-reuse.js';
+import type { CopyReuse, LinkStats } from '../fileops/link-reuse.js';
 import { matchStep, type PreviousBuild, type StepInputs } from '../cache/explain.js';
 import { commitUpper, type CommitOptions } from './commit.js';
 import { mountChain, type MountedChain } from './mounts.js';
+import { MEDIA_TYPES } from '../snapshot/diff.js';
+import type { SpliceSource } from '../snapshot/tar-splice.js';
+import type { SelectedSource } from '../context/walk.js';
 
 export interface FileStepContext {
   store: Store;
@@ -18,8 +21,13 @@ export interface FileStepContext {
   commit: Omit<CommitOptions, 'mountpoints'>;
   /** This step's key inputs and the previous build: where unchanged files may be linked from. */
   history?: { previous?: PreviousBuild; inputs?: StepInputs };
-  /** Runs once the sources are read (beside the commit): the check that they did not change meanwhile. */
-  afterCopy?: () => Promise<void>;
+  /** A COPY's sources by word, as the walk for its key selected them (CopyRequest.selected). */
+  selected?: ReadonlyMap<string, SelectedSource>;
+  /**
+   * Runs once the sources are read (beside the commit): the check that they did not change
+   * meanwhile. Told the source files the copy never read (linked from the earlier layer instead).
+   */
+  afterCopy?: (unread: ReadonlySet<string>) => Promise<void>;
 }
 
 function position(v: Vertex) {
@@ -31,7 +39,7 @@ function position(v: Vertex) {
  * same instruction: files whose checksum is unchanged since can be hard-linked from its unpacked
  * layer (fileops/link-reuse.ts checks everything else per file).
  */
-export function copyReuse(store: Store, vertex: Vertex, op: CopyOp, parent: LayerInfo[], history: FileStepContext['history']): CopyReuse | undefined {
+export function copyReuse(store: Store, vertex: Vertex, op: CopyOp, parent: LayerInfo[], history: FileStepContext['history']): (CopyReuse & { tar?: string }) | undefined {
   const cur = history?.inputs;
   if (op.from.kind !== 'context' || !cur?.files || !history?.previous) return undefined;
   const prev = matchStep(history.previous, { stage: vertex.stage, instruction: vertex.instruction, stepLabel: vertex.stepLabel });
@@ -43,8 +51,12 @@ export function copyReuse(store: Store, vertex: Vertex, op: CopyOp, parent: Laye
   if (chain.length !== parent.length + 1 || chain[parent.length] !== rec.layer || parent.some((l, i) => chain[i] !== l.diffId)) return undefined;
   if (!store.layerReady(rec.layer)) return undefined;
   const now = cur.files;
+  // The older layer's tar, when the store keeps it uncompressed (a layer this store committed).
+  const info = store.layer(rec.layer);
+  const tar = info?.mediaType === MEDIA_TYPES.none && store.hasBlob(info.digest) ? store.blobPath(info.digest) : undefined;
   return {
     layerDir: store.layerDir(rec.layer),
+    tar,
     unchanged: (p) => {
       const b = before[p];
       return b !== undefined && b === now[p];
@@ -73,7 +85,8 @@ export async function runCopy(vertex: Vertex, op: CopyOp, inputs: LayerInfo[][],
       const u = await resolveUser(root.merged, op.chown);
       chown = { uid: u.uid, gid: u.gid };
     }
-    let finish: ((upper: string) => Promise<unknown>) | undefined;
+    let finish: ((upper: string) => Promise<LinkStats>) | undefined;
+    const reuse = copyReuse(ctx.store, vertex, op, inputs[0]!, ctx.history);
     try {
       ({ finish } = await copyFiles({
         srcRoot,
@@ -93,7 +106,8 @@ export async function runCopy(vertex: Vertex, op: CopyOp, inputs: LayerInfo[][],
         checksum: op.checksum,
         unpack: op.unpack,
         heredocs: op.heredocs,
-        reuse: copyReuse(ctx.store, vertex, op, inputs[0]!, ctx.history),
+        reuse,
+        selected: op.from.kind === 'context' ? ctx.selected : undefined,
       }));
     } catch (e) {
       if (e instanceof StrataError && !e.position) throw new StrataError(e.code, e.message, { position: position(vertex), hint: e.hint, cause: e });
@@ -102,13 +116,14 @@ export async function runCopy(vertex: Vertex, op: CopyOp, inputs: LayerInfo[][],
     await root.release({ keepUpper: true });
     committed = true;
     // Deferred files (linked, or copied when they cannot be) read the context too.
-    if (finish) await finish(root.upper);
+    const links = finish && (await finish(root.upper));
+    const splice: SpliceSource | undefined = reuse?.tar && links ? { layerDir: reuse.layerDir, tar: reuse.tar, linked: links.inodes } : undefined;
     // Started now, once every source was read, so that it overlaps the commit; a failure still fails the step.
-    const verified = ctx.afterCopy?.().then(
+    const verified = ctx.afterCopy?.(links?.sources ?? new Set()).then(
       () => undefined,
       (e: unknown) => e,
     );
-    const layer = await commitUpper(ctx.store, root.upper, root.lowers, { ...ctx.commit, mountpoints: [] });
+    const layer = await commitUpper(ctx.store, root.upper, root.lowers, { ...ctx.commit, mountpoints: [], splice });
     const failure = await verified;
     if (failure !== undefined) throw failure;
     return layer;

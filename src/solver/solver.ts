@@ -2,13 +2,16 @@
 // its inputs' RESULTS (layer chains), so a parent that reruns to identical output leaves its
 // children cached. Hits reuse the recorded chain; misses run (in parallel where the graph allows,
 // bounded by `jobs`) and are recorded with the reason they ran.
+import { lstatSync } from 'node:fs';
+import { relative } from 'node:path';
 import { StrataError } from '../errors.js';
 import type { LayerInfo, Store } from '../cache/store.js';
 import { digestOf } from '../graph/digest.js';
 import type { Op, Vertex } from '../graph/ops.js';
 import type { EventSink, VertexRef } from '../progress/events.js';
 import type { Runtime } from '../executor/types.js';
-import { checksumSources, checksumSourcesUnlessUnchanged, checksumRootfsSources, type ChecksumResult, type StatCache, type UnchangedChecksum } from '../context/checksum.js';
+import { changedRacyFile, checksumSources, checksumSourcesUnlessUnchanged, checksumRootfsSources, type ChecksumResult, type RacyFile, type StatCache, type UnchangedChecksum } from '../context/checksum.js';
+import { Pacer, type SelectedSource } from '../context/walk.js';
 import { BadCacheLayer, type Materializer } from './materialize.js';
 import type { BaseImages } from './base-images.js';
 import { formatAge } from './age.js';
@@ -58,6 +61,21 @@ interface ContextChecksum {
   digest: string;
   bytesRead: number;
   files: () => Record<string, string>;
+  /** A COPY's sources as the checksum's walk selected them, by word: the copy takes them from here. */
+  selection?: CopySelection;
+}
+
+interface CopySelection {
+  byWord: Map<string, SelectedSource>;
+  racy: RacyFile[];
+}
+
+function contextChanged(v: Vertex, paths: string[]): StrataError {
+  const named = paths.length ? `${paths.slice(0, 5).join(', ')}${paths.length > 5 ? ` and ${paths.length - 5} more` : ''}` : 'files';
+  return new StrataError('CONTEXT_CHANGED', `${named} changed in the build context while this step ran; its result was not cached`, {
+    position: v.location && { file: v.location.file, line: v.location.line },
+    hint: 'build again once nothing writes to the context (an editor, a watcher or a generator?)',
+  });
 }
 
 export function chainId(chain: LayerInfo[]): string {
@@ -94,6 +112,8 @@ export class Solver {
   private readonly sem: Semaphore;
   /** Key inputs of the steps that run, for their runners (a COPY links unchanged files from its previous result). */
   private readonly missInputs = new Map<number, StepInputs>();
+  /** Per COPY from a context: the sources its key was computed from (ContextChecksum.selection). */
+  private readonly copySelections = new Map<number, CopySelection>();
   readonly steps: { vertex: Vertex; result: VertexResult }[] = [];
   /** Bytes of context file content read for checksums (0 on a warm stat cache). */
   contextBytesRead = 0;
@@ -259,6 +279,7 @@ export class Solver {
     }
     const ctx = await this.contextChecksum(v);
     if (ctx) {
+      if (ctx.selection) this.copySelections.set(v.id, ctx.selection);
       this.contextBytesRead += ctx.bytesRead;
       lazyFiles(out, ctx.files);
       out.filesDigest = ctx.digest;
@@ -295,13 +316,19 @@ export class Solver {
     }
     const digest = digestOf(results.map((r) => r.digest));
     const bytesRead = results.reduce((n, r) => n + r.bytesRead, 0);
+    // The copy applies .dockerignore to the context named "context" only; hand it the selection
+    // only where the checksum walked with the same rules.
+    const copySelection =
+      op.kind === 'copy' && op.from.kind === 'context' && results.length === 1 && (selections[0]!.root === this.o.contextDirs.context) === (op.from.name === 'context')
+        ? { byWord: new Map(op.sources.map((w, i) => [w, results[0]!.selection[i]!] as const)), racy: results[0]!.racy }
+        : undefined;
     if (results.every((r) => r.files)) {
       const files = () => {
         const out: Record<string, string> = {};
         for (const r of results) for (const f of r.files!) out[f.path] = `${f.type}:${f.mode.toString(8)}:${f.contentDigest ?? ''}`;
         return out;
       };
-      return { files, digest, bytesRead };
+      return { files, digest, bytesRead, selection: copySelection };
     }
     const { db } = this.o.store;
     if (db.prepare('SELECT 1 FROM file_lists WHERE digest=?').pluck().get(digest) === undefined) {
@@ -310,7 +337,7 @@ export class Solver {
       return { ...full, bytesRead: full.bytesRead + bytesRead };
     }
     const list = db.prepare('SELECT files FROM file_lists WHERE digest=?').pluck();
-    return { digest, bytesRead, files: () => JSON.parse(list.get(digest) as string) as Record<string, string> };
+    return { digest, bytesRead, files: () => JSON.parse(list.get(digest) as string) as Record<string, string>, selection: copySelection };
   }
 
   /**
@@ -323,13 +350,41 @@ export class Solver {
     const after = await this.contextChecksum(v);
     if (!after || after.digest === before.filesDigest) return;
     const { changed, added, removed } = fileChanges(before.files ?? {}, after.files());
-    const paths = [...changed, ...added, ...removed];
-    const named = paths.length ? `${paths.slice(0, 5).join(', ')}${paths.length > 5 ? ` and ${paths.length - 5} more` : ''}` : 'files';
-    const message = `${named} changed in the build context while this step ran; its result was not cached`;
-    throw new StrataError('CONTEXT_CHANGED', message, {
-      position: v.location && { file: v.location.file, line: v.location.line },
-      hint: 'build again once nothing writes to the context (an editor, a watcher or a generator?)',
-    });
+    throw contextChanged(v, [...changed, ...added, ...removed]);
+  }
+
+  /**
+   * For a COPY that copied the very entries its key was computed from (the checksum's selection):
+   * what it wrote is what the key says unless a file it read changed since that walk. A file's stat
+   * vouches for it, except for files hashed moments after they changed, which are read again. Files
+   * linked from the earlier layer were not read at all. Without that selection, the whole check.
+   */
+  private async verifyCopySources(v: Vertex, before: StepInputs, unread: ReadonlySet<string>): Promise<void> {
+    const sel = this.copySelections.get(v.id);
+    if (!sel) return this.verifyContextUnchanged(v, before);
+    const changed: string[] = [];
+    const pause = new Pacer();
+    for (const s of sel.byWord.values()) {
+      for (const m of s.matches) {
+        for (let k = -1; k < m.entries.length; k++) {
+          if ((k & 63) === 0 && pause.due()) await pause.maybe();
+          const e = k < 0 ? m.root : m.entries[k]!;
+          if (e.kind !== 'file' || unread.has(e.host)) continue;
+          const now = lstatSync(e.host, { throwIfNoEntry: false });
+          const st = e.st;
+          if (!now || now.ino !== st.ino || now.size !== st.size || now.mtimeMs !== st.mtimeMs || now.ctimeMs !== st.ctimeMs || now.mode !== st.mode) {
+            changed.push(e.rel === '' ? m.name : m.name === '' ? e.rel : `${m.name}/${e.rel}`);
+          }
+        }
+      }
+    }
+    if (changed.length === 0) {
+      const racy = await changedRacyFile(sel.racy.filter((f) => !unread.has(f.host)));
+      this.contextBytesRead += racy.bytesRead;
+      const root = v.op.kind === 'copy' && v.op.from.kind === 'context' ? this.o.contextDirs[v.op.from.name] : undefined;
+      if (racy.changed) changed.push(root ? relative(root, racy.changed.host) : racy.changed.host);
+    }
+    if (changed.length > 0) throw contextChanged(v, changed);
   }
 
   private async selectionChecksum(chain: LayerInfo[], sources: string[], excludes: string[], parents: boolean): Promise<{ digest: string; files: Record<string, string> }> {
@@ -373,7 +428,7 @@ export class Solver {
         }
         case 'copy': {
           const { runCopy } = await import('./file-steps.js');
-          return await runCopy(v, op, inputs, { store: this.o.store, contextDirs: this.o.contextDirs, ignore: this.o.ignore, ignoreMayReinclude: this.o.ignoreMayReinclude, commit, history: { previous: this.o.previous, inputs: this.missInputs.get(v.id) }, afterCopy: () => this.verifyContextUnchanged(v, this.missInputs.get(v.id)!) });
+          return await runCopy(v, op, inputs, { store: this.o.store, contextDirs: this.o.contextDirs, ignore: this.o.ignore, ignoreMayReinclude: this.o.ignoreMayReinclude, commit, history: { previous: this.o.previous, inputs: this.missInputs.get(v.id) }, selected: this.copySelections.get(v.id)?.byWord, afterCopy: (unread) => this.verifyCopySources(v, this.missInputs.get(v.id)!, unread) });
         }
         case 'mkdir': {
           const { runMkdir } = await import('./file-steps.js');

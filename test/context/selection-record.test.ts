@@ -8,7 +8,7 @@ import { promises as fsp } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { checksumSources, checksumSourcesUnlessUnchanged, MemoryStatCache, RACY_MS, type ChecksumOptions } from '../../src/context/checksum.js';
+import { changedRacyFile, checksumSources, checksumSourcesUnlessUnchanged, MemoryStatCache, RACY_MS, type ChecksumOptions } from '../../src/context/checksum.js';
 
 let work: string;
 let n = 0;
@@ -161,5 +161,27 @@ describe('selection records', () => {
     assert.ok(settled.files);
     assert.ok(settled.bytesRead > 0, 'the racy entry is hashed again');
     assert.equal((await check(root, cache)).reused, true);
+  });
+
+  it('name the files read racily, and their digests, for a later content check', async () => {
+    const root = await settledTree();
+    const cache = new MemoryStatCache();
+    await check(root, cache);
+    const a = path.join(root, 'src/a.js');
+    await fsp.writeFile(a, 'export const a = 7;\n');
+    const r = await checksumSourcesUnlessUnchanged(opts(root, cache));
+    // a.js and its hard link hard.js are one inode, hashed once
+    assert.deepEqual(r.racy.map((f) => f.host), [a]);
+    // the walk behind the checksum: what a COPY of these sources copies
+    assert.deepEqual(r.selection.map((s) => s.source), ['src', 'package.json']);
+    assert.equal(r.selection[0]!.matches[0]!.entries.find((e) => e.rel === 'a.js')?.host, a);
+    assert.deepEqual(await changedRacyFile(r.racy), { bytesRead: 20 });
+    // same size, another content: a stat may not show it within one tick, a read does
+    await fsp.writeFile(a, 'export const a = 8;\n');
+    const again = await changedRacyFile(r.racy);
+    assert.equal(again.changed?.host, a);
+    // settled files are never racy
+    const settled = await checksumSourcesUnlessUnchanged(opts(await settledTree(), new MemoryStatCache()));
+    assert.deepEqual(settled.racy, []);
   });
 });

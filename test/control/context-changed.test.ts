@@ -94,3 +94,55 @@ test('COPY of a context that does not change while it runs is verified and cache
   const again = await c.ok(dir, ['-o', 'type=cacheonly']);
   assert.equal(misses(again.steps), '');
 });
+
+test('COPY: a file linked from the previous result, not read, may change after keying; the step keeps the keyed content', async (t) => {
+  const c = await controlEnv('ctx-linked');
+  t.after(() => c.env.cleanup());
+  const dir = c.env.context('ctx', {
+    Dockerfile: `FROM busybox AS gate
+ARG ROUND
+RUN --mount=type=cache,id=gate,target=/gate echo $ROUND; touch /gate/started; ${waitIn('/gate/go')}; rm /gate/go /gate/started; echo gate > /gate-done
+
+FROM busybox AS files
+COPY src /app/src
+
+FROM busybox
+COPY --from=gate /gate-done /
+COPY --from=files /app/src/ /src/
+`,
+    'src/a.txt': 'a1\n',
+    'src/b.txt': 'b1\n',
+  });
+  /** A build whose COPY is keyed (its miss printed) while the gate step holds the one job slot; `meanwhile` runs then. */
+  const gated = async (round: string, out: string, meanwhile: () => void) => {
+    const b = c.spawnBuild(dir, ['--jobs', '1', '--build-arg', `ROUND=${round}`, '-o', `type=local,dest=${out}`]);
+    let progress = '';
+    const keyed = new Promise<void>((resolve) =>
+      b.child.stderr!.on('data', (d: Buffer) => {
+        progress += d.toString();
+        if (/^#(\d+) \[files 2\/2\] COPY src[^\n]*\n(?:[^\n]*\n)*?#\1 cache miss/m.test(progress)) resolve();
+      }),
+    );
+    await waitForFile(join(c.mountData('gate'), 'started'), 'the gate step to hold the job slot');
+    if (round !== '1') await keyed;
+    meanwhile();
+    writeFileSync(join(c.mountData('gate'), 'go'), '');
+    return b.done;
+  };
+  expectOk(await gated('1', join(c.env.root, 'out1'), () => undefined), 'round 1');
+  // Round 2: b changed, so the COPY reruns and links a from round 1's layer. a is rewritten (same
+  // size) after the COPY was keyed with a1, before it copies.
+  writeFileSync(join(dir, 'src/b.txt'), 'b2\n');
+  const out2 = join(c.env.root, 'out2');
+  const r = await gated('2', out2, () => writeFileSync(join(dir, 'src/a.txt'), 'a2\n'));
+  assert.equal(r.code, 0, `the build succeeds:\n${r.stderr}`);
+  assert.equal(readFileSync(join(out2, 'src/a.txt'), 'utf8'), 'a1\n', 'the content the key holds');
+  assert.equal(readFileSync(join(out2, 'src/b.txt'), 'utf8'), 'b2\n');
+  // The next build sees a2 and runs the COPY again.
+  const out3 = join(c.env.root, 'out3');
+  const third = await gated('3', out3, () => undefined);
+  expectOk(third, 'round 3');
+  assert.match(misses(third.steps), /src\/a\.txt content changed/);
+  assert.equal(readFileSync(join(out3, 'src/a.txt'), 'utf8'), 'a2\n');
+  await c.assertConsistent('after the linked COPY');
+});

@@ -48,9 +48,9 @@ async function copyThreeWays(work: string, ctx: string, change: () => void, unch
   await copyFiles(request(ctx, old));
   change();
   const r = await copyFiles(request(ctx, linked, { layerDir: old, unchanged }));
-  const stats = r.finish ? await r.finish(linked) : { linked: 0, copied: 0 };
+  const done = r.finish ? await r.finish(linked) : undefined;
   await copyFiles(request(ctx, full));
-  return { old, linked, full, stats };
+  return { old, linked, full, stats: { linked: done?.linked ?? 0, copied: done?.copied ?? 0 }, done };
 }
 
 const FILES = {
@@ -79,7 +79,7 @@ test('unchanged files are hard-linked from the earlier layer; the result equals 
     await mkTree(ctx, FILES);
     setTimes(ctx);
     const changedPath = path.join(ctx, 'src/a/b/three.txt');
-    const { old, linked, full, stats } = await copyThreeWays(
+    const { old, linked, full, stats, done } = await copyThreeWays(
       work,
       ctx,
       () => {
@@ -89,12 +89,18 @@ test('unchanged files are hard-linked from the earlier layer; the result equals 
       (p) => p !== 'src/a/b/three.txt',
     );
     assert.deepEqual(stats, { linked: 5, copied: 0 });
-    for (const f of ['top.txt', 'a/one.txt', 'a/two.txt', 'a/b/four.txt', 'c/five.txt']) {
+    const linkedFiles = ['top.txt', 'a/one.txt', 'a/two.txt', 'a/b/four.txt', 'c/five.txt'];
+    for (const f of linkedFiles) {
       const a = lstatSync(path.join(old, 'app/src', f));
       const b = lstatSync(path.join(linked, 'app/src', f));
       assert.equal(b.ino, a.ino, `${f} is linked`);
       assert.equal(b.nlink, 2);
+      // what the layer diff may copy from the earlier tar, and what the copy never read
+      assert.equal(done?.inodes.get(b.ino), `app/src/${f}`);
+      assert.ok(done?.sources.has(path.join(ctx, 'src', f)), `${f} is reported as not read`);
     }
+    assert.equal(done?.inodes.size, 5);
+    assert.equal(done?.sources.size, 5);
     assert.notEqual(lstatSync(path.join(linked, 'app/src/a/b/three.txt')).ino, lstatSync(path.join(old, 'app/src/a/b/three.txt')).ino);
     assert.equal(readFileSync(path.join(linked, 'app/src/a/b/three.txt'), 'utf8'), 'three, changed\n');
     // the same entries, modes, owners, nanosecond mtimes (dirs included: links moved them) and bytes
