@@ -1,5 +1,6 @@
 // Build history: one row per build and per step, with what went into each step's key, so that
 // `strata explain` can name the input that changed since the nearest earlier build.
+import { StrataError } from '../errors.js';
 import type { Store } from './store.js';
 import { pidAlive } from './store.js';
 
@@ -86,4 +87,72 @@ export function recordBuild(store: Store, b: BuildRecord): void {
 function hasOwnFiles(i: object): boolean {
   const d = Object.getOwnPropertyDescriptor(i, 'files');
   return !!d && (d.get !== undefined || !!d.value);
+}
+
+/** How many builds the history keeps: per Dockerfile, context and target, and in all. */
+export interface HistoryLimits {
+  perProject: number;
+  total: number;
+}
+
+/**
+ * STRATA_HISTORY_KEEP (per Dockerfile, context and target; default 20: well above the 6 builds
+ * `explain` walks back over failed ones) and STRATA_HISTORY_MAX (in all; default 200, which bounds
+ * the history of CI jobs that build from a new directory each time).
+ */
+export function historyLimits(env: NodeJS.ProcessEnv = process.env): HistoryLimits {
+  const read = (name: string, dflt: number): number => {
+    const text = env[name];
+    if (text === undefined || text === '') return dflt;
+    const n = Number(text);
+    if (!Number.isInteger(n) || n < 1) {
+      throw new StrataError('BAD_HISTORY_LIMIT', `${name}=${text} is not a whole number of builds (1 or more)`, {
+        hint: `set ${name} to a count such as ${dflt}, or unset it for the default`,
+      });
+    }
+    return n;
+  };
+  return { perProject: read('STRATA_HISTORY_KEEP', 20), total: read('STRATA_HISTORY_MAX', 200) };
+}
+
+/**
+ * Drops the builds beyond the limits, oldest first (imported builds count apart from local ones),
+ * with their steps and the file lists no remaining step points at. Builds still running in a
+ * live process stay. Without this, every build with a changed context adds a file list (tens of
+ * bytes per file) to the index for good. Returns the number of builds dropped.
+ */
+export function pruneHistory(store: Store, limits: HistoryLimits = historyLimits()): number {
+  const rows = store.db
+    .prepare(
+      `SELECT id, status, pid FROM (
+         SELECT id, status, pid,
+           ROW_NUMBER() OVER (PARTITION BY dockerfile, context, target, status = 'imported' ORDER BY started DESC, id DESC) AS in_project,
+           ROW_NUMBER() OVER (ORDER BY started DESC, id DESC) AS in_all
+         FROM builds)
+       WHERE in_project > ? OR in_all > ?`,
+    )
+    .all(limits.perProject, limits.total) as { id: string; status: string; pid: number | null }[];
+  const drop = rows.filter((r) => !(r.status === 'running' && r.pid !== null && pidAlive(r.pid))).map((r) => r.id);
+  if (drop.length === 0) return 0;
+  const stepsOf = store.db.prepare('SELECT inputs FROM build_steps WHERE build_id=?').pluck();
+  const delSteps = store.db.prepare('DELETE FROM build_steps WHERE build_id=?');
+  const delBuild = store.db.prepare('DELETE FROM builds WHERE id=?');
+  // A list is named by the digest of its selection; a step names it as filesRef (history.ts) or
+  // filesDigest. Only the dropped steps' lists can have lost their last reference.
+  const stillNamed = store.db.prepare('SELECT 1 FROM build_steps WHERE instr(inputs, ?) > 0 LIMIT 1').pluck();
+  const delList = store.db.prepare('DELETE FROM file_lists WHERE digest=?');
+  store.db
+    .transaction(() => {
+      const lists = new Set<string>();
+      for (const id of drop) {
+        for (const text of stepsOf.all(id) as string[]) {
+          for (const m of text.matchAll(/"files(?:Ref|Digest)":"(sha256:[0-9a-f]{64})"/g)) lists.add(m[1]!);
+        }
+        delSteps.run(id);
+        delBuild.run(id);
+      }
+      for (const digest of lists) if (stillNamed.get(`"${digest}"`) === undefined) delList.run(digest);
+    })
+    .immediate();
+  return drop.length;
 }

@@ -18,7 +18,7 @@ import type { EventSink } from '../../progress/events.js';
 import { parseDockerignore, PatternMatcher } from '../../context/dockerignore.js';
 import { collect, parseBuildArgs, parseOutput, parseSecrets, type OutputSpec } from '../build-options.js';
 import { exportImage } from '../exporters.js';
-import { recordBuild, startBuild } from '../../cache/history.js';
+import { historyLimits, pruneHistory, recordBuild, startBuild } from '../../cache/history.js';
 import { parseDuration } from '../../frontend/duration.js';
 import { formatSize, parseSize } from '../size.js';
 import { findPreviousBuild } from '../../cache/explain.js';
@@ -173,6 +173,7 @@ export async function runBuild(pathArg: string, flags: BuildFlags): Promise<stri
   }
   const gcText = flags.gcKeepStorage ?? process.env.STRATA_GC_KEEP_STORAGE;
   if (gcText) parseSize(gcText, flags.gcKeepStorage ? '--gc-keep-storage' : 'STRATA_GC_KEEP_STORAGE');
+  const keepHistory = historyLimits();
 
   const outputs: OutputSpec[] = flags.output.map(parseOutput);
   // Cache import/export code loads only for builds that use it.
@@ -345,6 +346,7 @@ export async function runBuild(pathArg: string, flags: BuildFlags): Promise<stri
         status,
         steps: [...solver.steps].sort((x, y) => x.vertex.id - y.vertex.id),
       });
+      pruneHistory(store, keepHistory);
     }
     // A build that ran nothing added nothing: skip the (du-costly) size check.
     if (status === 'done' && solver?.steps.some((s) => !s.result.cached)) await runGc(store, flags, buildId, started, warn);
