@@ -7,6 +7,7 @@
 // writes 47 (7 ms), and a lookup loads 47 rows instead of 5,000 (9.5 -> 5.5 ms). Stores written
 // before keep their per-file rows in stat_cache, read for a directory that has no row yet.
 import { RACY_MS, type SelectionRecord, type StatCache, type StatCacheEntry } from '../context/stat-cache.js';
+import { readdirSync } from 'node:fs';
 import type { Statement } from 'better-sqlite3';
 import type { Store } from './store.js';
 
@@ -107,4 +108,37 @@ export class PersistentStatCache implements StatCache {
     this.dirtyDirs.clear();
     this.dirtySelections.clear();
   }
+}
+
+/**
+ * Drops what the stat cache holds for files and directories that are gone (a deleted checkout, a
+ * CI job's temporary context, a renamed folder): rows of missing directories, entries of missing
+ * files, and the per-file rows of older stores. Only costs a rehash if such a path comes back.
+ * Returns the number of directory rows removed or rewritten.
+ */
+export function sweepStatCache(store: Store): number {
+  const rows = store.db.prepare('SELECT dir, entries FROM stat_dirs').all() as { dir: string; entries: string }[];
+  const del = store.db.prepare('DELETE FROM stat_dirs WHERE dir=?');
+  const put = store.db.prepare('UPDATE stat_dirs SET entries=? WHERE dir=?');
+  const changes: (() => void)[] = [];
+  for (const { dir, entries } of rows) {
+    let names: Set<string>;
+    try {
+      names = new Set(readdirSync(dir));
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT' || code === 'ENOTDIR') changes.push(() => del.run(dir));
+      continue;
+    }
+    const kept = (JSON.parse(entries) as Row[]).filter((r) => names.has(r[0]));
+    if (kept.length === 0) changes.push(() => del.run(dir));
+    else if (JSON.stringify(kept) !== entries) changes.push(() => put.run(JSON.stringify(kept), dir));
+  }
+  store.db
+    .transaction(() => {
+      for (const c of changes) c();
+      store.db.prepare('DELETE FROM stat_cache').run();
+    })
+    .immediate();
+  return changes.length;
 }

@@ -2,11 +2,11 @@
 // changed moments before they were read (a same-size edit in the same timestamp tick is invisible).
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Store } from '../../src/cache/store.js';
-import { PersistentStatCache, RACY_MS } from '../../src/cache/stat-cache-store.js';
+import { PersistentStatCache, RACY_MS, sweepStatCache } from '../../src/cache/stat-cache-store.js';
 
 const root = mkdtempSync(join(tmpdir(), 'strata-statcache-'));
 after(() => rmSync(root, { recursive: true, force: true }));
@@ -91,6 +91,36 @@ test('selection records survive between builds', () => {
     next.setSelection('k1', { fingerprint: 'f2', digest: 'sha256:d2' });
     next.flush();
     assert.deepEqual(new PersistentStatCache(store).selection('k1'), { fingerprint: 'f2', digest: 'sha256:d2' });
+  } finally {
+    store.close();
+  }
+});
+
+test('prune\'s sweep drops the entries of files and directories that are gone, and nothing else', () => {
+  const store = Store.open(join(root, 'store-sweep'));
+  try {
+    const ctx = join(root, 'ctx-sweep');
+    mkdirSync(join(ctx, 'kept'), { recursive: true });
+    mkdirSync(join(ctx, 'gone'), { recursive: true });
+    for (const f of ['kept/a.txt', 'kept/b.txt', 'gone/c.txt', 'top.txt']) writeFileSync(join(ctx, f), 'x');
+    const old = Date.now() - 10_000;
+    const cache = new PersistentStatCache(store);
+    let ino = 1;
+    for (const f of ['kept/a.txt', 'kept/b.txt', 'gone/c.txt', 'top.txt']) cache.set(join(ctx, f), { ino: ino++, size: 1, mtimeMs: old, ctimeMs: old, digest: `sha256:${f}` });
+    cache.flush();
+    store.db.prepare('INSERT INTO stat_cache(path,ino,size,mtime,ctime,digest) VALUES (?,?,?,?,?,?)').run(join(ctx, 'legacy.txt'), 9, 1, old, old, 'sha256:l');
+    rmSync(join(ctx, 'gone'), { recursive: true });
+    rmSync(join(ctx, 'kept/b.txt'));
+
+    assert.equal(sweepStatCache(store), 2, 'one row removed, one rewritten');
+    const rows = store.db.prepare('SELECT dir FROM stat_dirs ORDER BY dir').pluck().all();
+    assert.deepEqual(rows, [ctx, join(ctx, 'kept')]);
+    const after = new PersistentStatCache(store);
+    assert.equal(after.get(join(ctx, 'kept/a.txt'))?.digest, 'sha256:kept/a.txt');
+    assert.equal(after.get(join(ctx, 'top.txt'))?.digest, 'sha256:top.txt');
+    assert.equal(after.get(join(ctx, 'kept/b.txt')), undefined);
+    assert.equal(store.db.prepare('SELECT COUNT(*) FROM stat_cache').pluck().get(), 0);
+    assert.equal(sweepStatCache(store), 0, 'nothing left to sweep');
   } finally {
     store.close();
   }

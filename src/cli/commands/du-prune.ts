@@ -5,6 +5,7 @@ import { StrataError } from '../../errors.js';
 import { Store } from '../../cache/store.js';
 import { usage, type RecordType, type UsageRecord } from '../../cache/usage.js';
 import { prune } from '../../cache/prune.js';
+import { sweepStatCache } from '../../cache/stat-cache-store.js';
 import { parseDuration } from '../../frontend/duration.js';
 import { collect } from '../build-options.js';
 import { formatSize, parseSize } from '../size.js';
@@ -111,6 +112,8 @@ export function registerDuPrune(program: Command): void {
           dryRun: o.dryRun,
         });
         for (const rec of r.removed) process.stdout.write(`${o.dryRun ? 'would remove' : 'removed'} ${rec.type} ${rec.id} ${formatSize(rec.size)} ${rec.description}\n`);
+        // Context stat entries of paths that are gone are no cache record, but grow the index.
+        if (!o.dryRun) sweepStatCache(store);
         process.stdout.write(`Total: ${o.dryRun ? 'would free' : 'freed'} ${formatSize(r.freed)}\n`);
       } finally {
         store.close();
