@@ -227,19 +227,24 @@ export class Store {
     return !!r?.unpacked && (existsSync(this.layerImage(diffId)) || existsSync(this.layerDir(diffId)));
   }
 
-  /** Moves an unpacked layer dir into place (or drops it when another process won) and records it. */
-  async adoptLayer(dir: string, info: LayerInfo): Promise<void> {
+  /**
+   * Moves an unpacked layer dir into place (or drops it when another process won) and records it.
+   * `diskSize`: what `dir` holds, when the caller knows it (ownDiskSize's rule); else it is measured.
+   */
+  async adoptLayer(dir: string, info: LayerInfo, diskSize?: number): Promise<void> {
     const dest = this.layerDir(info.diffId);
+    let moved = false;
     if (existsSync(dest) || existsSync(this.layerImage(info.diffId))) await rm(dir, { recursive: true, force: true });
     else {
       try {
         await rename(dir, dest);
+        moved = true;
       } catch (e) {
         if (!existsSync(dest)) throw e;
         await rm(dir, { recursive: true, force: true });
       }
     }
-    this.recordLayer(info, this.layerDiskSize(info.diffId));
+    this.recordLayer(info, moved && diskSize !== undefined ? diskSize : this.layerDiskSize(info.diffId));
   }
 
   /**

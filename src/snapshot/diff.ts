@@ -52,6 +52,11 @@ export interface DiffResult {
   dropped: string[];
   /** file entries copied from the older layer's tar (opts.splice) instead of read from their files */
   spliced: number;
+  /**
+   * Bytes the upper holds once the dropped stubs are gone (cache/store.ts ownDiskSize's rule: a
+   * file linked from outside the upper counts there, not here).
+   */
+  diskSize: number;
 }
 
 export const MEDIA_TYPES: Record<LayerCompression, string> = {
@@ -132,6 +137,23 @@ function dropStubs(root: FsNode, lowers: string[], stubs: string[]): string[] {
     }
   }
   return dropped;
+}
+
+/** ownDiskSize (cache/store.ts) of the walked tree, without walking it again. */
+function diskSizeOf(root: FsNode): number {
+  let total = 0;
+  const multi = new Map<number, { links: number; seen: number; size: number }>();
+  const visit = (n: FsNode): void => {
+    if (n.kind === 'file' && n.st.nlink > 1) {
+      const m = multi.get(n.st.ino);
+      if (m) m.seen++;
+      else multi.set(n.st.ino, { links: n.st.nlink, seen: 1, size: n.st.size });
+    } else total += n.st.size;
+    for (const c of n.children) visit(c);
+  };
+  visit(root);
+  for (const m of multi.values()) if (m.seen >= m.links) total += m.size;
+  return total;
 }
 
 /** The emitted name of a node: whiteouts become `.wh.NAME`. */
@@ -397,5 +419,6 @@ export async function diffToLayer(upper: string, opts: DiffOptions): Promise<Dif
     empty: entries.length === 0,
     dropped: droppedPaths,
     spliced: splice?.counts.spliced ?? 0,
+    diskSize: diskSizeOf(root),
   };
 }

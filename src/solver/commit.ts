@@ -39,7 +39,7 @@ export async function commitUpper(store: Store, upper: string, lowers: string[],
   dropStubs(upper, lowers, stubs);
   const info: LayerInfo = { diffId: r.diffId, digest: r.digest, size: r.size, mediaType: r.mediaType };
   await store.adoptBlob(blobTmp, r.digest, r.mediaType);
-  await store.adoptLayer(upper, info);
+  await store.adoptLayer(upper, info, r.diskSize);
   return info;
 }
 

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { StrataEnv, expectOk } from '../build/harness.js';
 import { ownDiskSize } from '../../src/cache/store.js';
+import { diffToLayer } from '../../src/snapshot/diff.js';
 
 const FILES: Record<string, string> = { Dockerfile: 'FROM scratch\nCOPY src /src\n' };
 for (let f = 0; f < 40; f++) FILES[`src/f${f}.txt`] = `file ${f}\n`.repeat(2000);
@@ -54,4 +55,24 @@ test('ownDiskSize counts a hard link inside one layer once, and a file shared wi
   spawnSync('ln', [join(a, 'shared'), join(b, 'shared')]);
   assert.equal(ownDiskSize(a), before - 5000);
   assert.equal(ownDiskSize(b), lstatSync(b).size);
+});
+
+test('a committed layer is sized from the diff\'s own walk, by the same rule as ownDiskSize', async (t) => {
+  const env = new StrataEnv('strata-diff-size-');
+  t.after(() => env.cleanup());
+  const upper = join(env.root, 'upper');
+  const other = join(env.root, 'other');
+  mkdirSync(join(upper, 'd/e'), { recursive: true });
+  mkdirSync(other);
+  writeFileSync(join(upper, 'd/one'), 'x'.repeat(1000));
+  spawnSync('ln', [join(upper, 'd/one'), join(upper, 'd/e/two')]);
+  writeFileSync(join(upper, 'shared'), 'y'.repeat(5000));
+  spawnSync('ln', [join(upper, 'shared'), join(other, 'shared')]);
+  spawnSync('ln', ['-s', 'd/one', join(upper, 'link')]);
+  spawnSync('mknod', [join(upper, 'gone'), 'c', '0', '0']); // a whiteout
+  // an empty mount-point stub the diff drops, and the commit removes, before the size counts
+  mkdirSync(join(upper, 'proc'));
+  const r = await diffToLayer(upper, { lowers: [], out: join(env.root, 'layer.tar'), compression: 'none', pruneUpper: true });
+  assert.equal(r.diskSize, ownDiskSize(upper));
+  assert.equal(r.diskSize, duBytes(upper) - 5000, 'the file linked from elsewhere counts there');
 });
