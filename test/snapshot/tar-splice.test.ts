@@ -7,6 +7,7 @@ import { linkSync, lstatSync, mkdirSync, readFileSync, rmSync, utimesSync, write
 import * as path from 'node:path';
 import { setAttribute } from 'fs-xattr';
 import { diffToLayer, type DiffOptions } from '../../src/snapshot/diff.js';
+import type { SpliceSource } from '../../src/snapshot/tar-splice.js';
 import { mkTree, tmpdir } from '../fileops/helpers.js';
 
 const LONG = `${'d'.repeat(60)}/${'n'.repeat(70)}.txt`; // over ustar's 100-byte name: a pax path record
@@ -45,106 +46,91 @@ async function layer(dir: string, out: string, extra: Partial<DiffOptions> = {})
   return { ...r, bytes: readFileSync(out) };
 }
 
-test('linked files are copied from the older tar; the blob is the one a plain diff writes', async () => {
+/**
+ * In a temp dir: the older layer and its tar (written with `olderTarOpts`), the new upper linking
+ * its files; `check` gets them and a function writing the upper's blob both ways (plain, spliced).
+ */
+async function withLayers(
+  olderTarOpts: Partial<DiffOptions>,
+  check: (t: {
+    work: string;
+    older: string;
+    olderTar: string;
+    upper: string;
+    linked: Map<number, string>;
+    both: (splice?: Partial<SpliceSource>) => Promise<{ plain: Awaited<ReturnType<typeof layer>>; spliced: Awaited<ReturnType<typeof layer>> }>;
+  }) => Promise<void>,
+): Promise<void> {
   const work = await tmpdir('strata-splice-');
   try {
     const older = path.join(work, 'older');
     const files = await olderLayer(older);
     const olderTar = path.join(work, 'older.tar');
-    await layer(older, olderTar);
+    await layer(older, olderTar, olderTarOpts);
     const upper = path.join(work, 'upper');
     const linked = newUpper(upper, older, files);
-
-    const plain = await layer(upper, path.join(work, 'plain.tar'));
-    const spliced = await layer(upper, path.join(work, 'spliced.tar'), { splice: { layerDir: older, tar: olderTar, linked } });
-    assert.equal(plain.spliced, 0);
-    // the empty file has no data to copy and big.bin is streamed from its file
-    assert.equal(spliced.spliced, 4);
-    assert.equal(spliced.diffId, plain.diffId);
-    assert.ok(spliced.bytes.equals(plain.bytes));
+    let n = 0;
+    const both = async (splice: Partial<SpliceSource> = {}) => {
+      n++;
+      const plain = await layer(upper, path.join(work, `plain${n}.tar`));
+      const spliced = await layer(upper, path.join(work, `spliced${n}.tar`), { splice: { layerDir: older, tar: olderTar, linked, ...splice } });
+      assert.equal(plain.spliced, 0);
+      assert.ok(spliced.bytes.equals(plain.bytes), 'the same blob either way');
+      return { plain, spliced };
+    };
+    await check({ work, older, olderTar, upper, linked, both });
   } finally {
     rmSync(work, { recursive: true, force: true });
   }
+}
+
+test('linked files are copied from the older tar; the blob is the one a plain diff writes', async () => {
+  await withLayers({}, async ({ both }) => {
+    const { plain, spliced } = await both();
+    // the empty file has no data to copy and big.bin is streamed from its file
+    assert.equal(spliced.spliced, 4);
+    assert.equal(spliced.diffId, plain.diffId);
+  });
 });
 
 test('an older tar whose headers differ (other mtimes, xattrs) lends nothing, and the blob is still right', async () => {
-  const work = await tmpdir('strata-splice-');
-  try {
-    const older = path.join(work, 'older');
-    const files = await olderLayer(older);
-    // written with SOURCE_DATE_EPOCH: every mtime in its headers is clamped
-    const olderTar = path.join(work, 'older.tar');
-    await layer(older, olderTar, { sourceDateEpoch: 1_000_000_000 });
-    const upper = path.join(work, 'upper');
-    const linked = newUpper(upper, older, files);
-    const plain = await layer(upper, path.join(work, 'plain.tar'));
-    const spliced = await layer(upper, path.join(work, 'spliced.tar'), { splice: { layerDir: older, tar: olderTar, linked } });
-    assert.equal(spliced.spliced, 0);
-    assert.ok(spliced.bytes.equals(plain.bytes));
-
-    // an xattr set on the shared inode after the older tar was written changes the header too
-    const freshTar = path.join(work, 'fresh.tar');
-    await layer(older, freshTar);
+  // written with SOURCE_DATE_EPOCH: every mtime in its headers is clamped
+  await withLayers({ sourceDateEpoch: 1_000_000_000 }, async ({ both }) => {
+    assert.equal((await both()).spliced.spliced, 0);
+  });
+  // an xattr set on the shared inode after the older tar was written changes the header too
+  await withLayers({}, async ({ upper, both }) => {
     let xattrs = true;
     try {
       await setAttribute(path.join(upper, 'app/a.txt'), 'user.note', Buffer.from('x'));
     } catch {
       xattrs = false; // a filesystem without user xattrs
     }
-    const plain2 = await layer(upper, path.join(work, 'plain2.tar'));
-    const spliced2 = await layer(upper, path.join(work, 'spliced2.tar'), { splice: { layerDir: older, tar: freshTar, linked } });
-    assert.equal(spliced2.spliced, xattrs ? 3 : 4);
-    assert.ok(spliced2.bytes.equals(plain2.bytes));
-  } finally {
-    rmSync(work, { recursive: true, force: true });
-  }
+    assert.equal((await both()).spliced.spliced, xattrs ? 3 : 4);
+  });
 });
 
 test('a file the linker did not make (another inode at that path) is read from the upper', async () => {
-  const work = await tmpdir('strata-splice-');
-  try {
-    const older = path.join(work, 'older');
-    const files = await olderLayer(older);
-    const olderTar = path.join(work, 'older.tar');
-    await layer(older, olderTar);
-    const upper = path.join(work, 'upper');
-    const linked = newUpper(upper, older, files);
+  await withLayers({}, async ({ upper, linked, both }) => {
     // replaced after linking: same size and mtime, other content
     rmSync(path.join(upper, 'app/a.txt'));
     writeFileSync(path.join(upper, 'app/a.txt'), 'A\n');
     utimesSync(path.join(upper, 'app/a.txt'), 1_600_000_000, 1_600_000_000);
     utimesSync(path.join(upper, 'app'), 1_600_000_100, 1_600_000_100);
     // and a map entry naming the wrong path for an inode
-    const c = lstatSync(path.join(upper, 'app/b/c.txt')).ino;
     const wrong = new Map(linked);
-    wrong.set(c, 'app/b/run.sh');
-    const plain = await layer(upper, path.join(work, 'plain.tar'));
-    const spliced = await layer(upper, path.join(work, 'spliced.tar'), { splice: { layerDir: older, tar: olderTar, linked: wrong } });
+    wrong.set(lstatSync(path.join(upper, 'app/b/c.txt')).ino, 'app/b/run.sh');
+    const { plain, spliced } = await both({ linked: wrong });
     assert.equal(spliced.spliced, 2);
-    assert.ok(spliced.bytes.equals(plain.bytes));
     assert.ok(plain.bytes.includes(Buffer.from('A\n')));
-  } finally {
-    rmSync(work, { recursive: true, force: true });
-  }
+  });
 });
 
 test('a missing or unreadable older tar only turns splicing off', async () => {
-  const work = await tmpdir('strata-splice-');
-  try {
-    const older = path.join(work, 'older');
-    const files = await olderLayer(older);
-    const upper = path.join(work, 'upper');
-    const linked = newUpper(upper, older, files);
-    const plain = await layer(upper, path.join(work, 'plain.tar'));
-    const missing = await layer(upper, path.join(work, 'a.tar'), { splice: { layerDir: older, tar: path.join(work, 'nope.tar'), linked } });
-    assert.equal(missing.spliced, 0);
-    assert.ok(missing.bytes.equals(plain.bytes));
+  await withLayers({}, async ({ work, both }) => {
+    assert.equal((await both({ tar: path.join(work, 'nope.tar') })).spliced.spliced, 0);
     const junk = path.join(work, 'junk.tar');
     writeFileSync(junk, Buffer.alloc(4096, 0x41));
-    const garbage = await layer(upper, path.join(work, 'b.tar'), { splice: { layerDir: older, tar: junk, linked } });
-    assert.equal(garbage.spliced, 0);
-    assert.ok(garbage.bytes.equals(plain.bytes));
-  } finally {
-    rmSync(work, { recursive: true, force: true });
-  }
+    assert.equal((await both({ tar: junk })).spliced.spliced, 0);
+  });
 });
