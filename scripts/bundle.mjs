@@ -35,17 +35,19 @@ try {
     banner: { js: 'var __strataBundleUrl = require("node:url").pathToFileURL(__filename).href;' },
     logLevel: 'warning',
   });
-  // The worker thread's own entry, beside the bundle where copy-workers looks for it.
-  await build({
-    entryPoints: [join(root, 'dist/src/fileops/copy-worker.js')],
-    outfile: join(tmp, 'copy-worker.js'),
-    bundle: true,
-    platform: 'node',
-    format: 'esm',
-    target: 'node20',
-    external,
-    logLevel: 'warning',
-  });
+  // Worker threads' own entries, beside the bundle where copy-workers and stream-workers look for them.
+  for (const worker of ['fileops/copy-worker', 'snapshot/stream-worker']) {
+    await build({
+      entryPoints: [join(root, `dist/src/${worker}.js`)],
+      outfile: join(tmp, `${worker.split('/')[1]}.js`),
+      bundle: true,
+      platform: 'node',
+      format: 'esm',
+      target: 'node20',
+      external,
+      logLevel: 'warning',
+    });
+  }
 
   // Dynamic imports esbuild left in place (external packages, node builtins) would need a vm
   // import callback, which Node 20 only offers behind an experimental flag: builtins become

@@ -15,7 +15,8 @@ import { StrataError, isStrataError } from '../errors.js';
 import { END_OF_ARCHIVE, TarFormatError, encodeHeader, padding } from './tar-format.js';
 import { readTar, type TarEntry } from './tar-reader.js';
 import { OPAQUE_XATTR, OverlayRewriter } from './overlay-rewrite.js';
-import { ProcessError, coalesce, decompressed, hashing, sha256, spawnFilter } from './streams.js';
+import { ProcessError, coalesce, decompressed, digesting, spawnFilter } from './streams.js';
+import { StreamDigest } from './stream-workers.js';
 
 export interface ExtractResult {
   /** sha256 of the uncompressed tar, `sha256:<hex>` */
@@ -89,14 +90,13 @@ export async function extractLayer(
     await mkdir(destDir, { recursive: true, mode: 0o755 });
   }
 
-  const hash = sha256();
-  const counter = { bytes: 0 };
+  const hash = new StreamDigest();
   const rewriter = new OverlayRewriter(opts.label);
   try {
-    const entries = readTar(hashing(decompressed(input as AsyncIterable<Buffer | string>), hash, counter));
+    const entries = readTar(digesting(decompressed(input as AsyncIterable<Buffer | string>), hash));
     await feedProcess(coalesce(overlayTar(entries, rewriter)), 'tar', [...GNU_TAR_ARGS, '-C', destDir]);
     for (const dir of [...rewriter.opaque].sort()) await markOpaque(destDir, dir);
-    return { diffId: `sha256:${hash.digest('hex')}`, size: counter.bytes };
+    return { diffId: await hash.digest(), size: hash.bytes };
   } catch (e) {
     await rm(destDir, { recursive: true, force: true });
     throw layerError(e, opts.label);

@@ -21,7 +21,8 @@ import { open, rm } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import { readTar } from './tar-reader.js';
 import { OPAQUE_XATTR, OverlayRewriter } from './overlay-rewrite.js';
-import { decompressed, hashing, sha256 } from './streams.js';
+import { decompressed, digesting } from './streams.js';
+import { StreamDigest } from './stream-workers.js';
 import { layerError, type ExtractResult } from './extract.js';
 import { ErofsUnsupported, ErofsWriter } from './erofs-image.js';
 
@@ -90,14 +91,13 @@ export function resetLayerImageSupport(): void {
  * nothing is left at `imageFile`.
  */
 export async function writeLayerImage(input: NodeJS.ReadableStream | Readable, imageFile: string, opts: { label: string }): Promise<ExtractResult> {
-  const hash = sha256();
-  const counter = { bytes: 0 };
+  const hash = new StreamDigest();
   const rewriter = new OverlayRewriter(opts.label);
   let fh: Awaited<ReturnType<typeof open>> | undefined;
   try {
     fh = await open(imageFile, 'wx');
     const writer = new ErofsWriter(fh);
-    for await (const entry of readTar(hashing(decompressed(input as AsyncIterable<Buffer | string>), hash, counter))) {
+    for await (const entry of readTar(digesting(decompressed(input as AsyncIterable<Buffer | string>), hash))) {
       for (const h of rewriter.plan(entry.header)) {
         await writer.add(h, h.type === 'file' && h.size > 0 ? entry.body() : undefined);
       }
@@ -107,7 +107,7 @@ export async function writeLayerImage(input: NodeJS.ReadableStream | Readable, i
     await writer.finish();
     await fh.close();
     fh = undefined;
-    return { diffId: `sha256:${hash.digest('hex')}`, size: counter.bytes };
+    return { diffId: await hash.digest(), size: hash.bytes };
   } catch (e) {
     await fh?.close().catch(() => undefined);
     await rm(imageFile, { force: true });

@@ -355,10 +355,12 @@ test('where an image cannot be mounted (no mount rights), the layer is unpacked 
   const t = tempDir('image-nomount');
   const savedPath = process.env.PATH;
   try {
-    // A mount(8) that refuses EROFS, as in a container without the right to mount.
+    // A mount(8) that refuses EROFS, as in a container without the right to mount, and a mount(2)
+    // that does too (layer-mount.ts makes that call through perl).
     const bin = join(t.dir, 'bin');
     mkdirSync(bin);
     writeFileSync(join(bin, 'mount'), '#!/bin/sh\ncase "$*" in *erofs*) echo "mount: permission denied" >&2; exit 32;; esac\nexec /usr/bin/mount "$@"\n', { mode: 0o755 });
+    writeFileSync(join(bin, 'perl'), '#!/bin/sh\necho "Operation not permitted" >&2\nexit 1\n', { mode: 0o755 });
     process.env.PATH = `${bin}:${savedPath}`;
     resetLayerImageSupport();
     assert.equal(layerImageSupport(), true, 'the probe cannot tell');
