@@ -58,7 +58,9 @@ function tryLock(lockDir: string): boolean {
 const heldInProcess = new Set<string>();
 
 export async function acquireCacheMount(store: Store, id: string, sharing: 'shared' | 'private' | 'locked', buildId = ''): Promise<CacheMountLease> {
-  // An imported tarball still unpacking into this mount (see startCacheMountSeed).
+  // An imported tarball waiting for a step to use the mount (deferCacheMountSeed) starts now;
+  // one still unpacking into it (see startCacheMountSeed) is waited for.
+  startDeferredSeed(store, id);
   await cacheMountSeeded(store, id);
   const base = cacheMountDir(store, id);
   const data = join(base, 'data');
@@ -169,12 +171,79 @@ export async function cacheMountSeeded(store: Store, id: string): Promise<boolea
   return seeding.get(seedKey(store, id))?.done;
 }
 
+// A build with --cache-from (and no mounts= of its own) seeds a mount only when one of its steps
+// uses it: seeding mounts no step runs with (a cached apt step's caches) took the cores the
+// build's critical path needed. Such a seed waits here until acquireCacheMount starts it; those
+// never started are named on stderr when the process ends (it has no other place to say so once
+// the build's own output is done), so nobody takes a missing mount for a seeded one.
+
+interface DeferredSeed {
+  start: () => boolean;
+  lastUsed: number;
+  /** Where it came from, for the report (e.g. `--cache-from type=local,src=DIR`). */
+  from: string;
+  /** What seeds it when no step does (e.g. `strata cache import type=local,src=DIR`). */
+  hint: string;
+}
+
+const deferred = new Map<string, DeferredSeed & { id: string }>();
+let reportInstalled = false;
+
+/**
+ * Registers a seed that starts when a step of this process first uses the mount (or when
+ * startDeferredSeeds is called). A newer tarball for the same mount replaces an older one.
+ */
+export function deferCacheMountSeed(store: Store, id: string, seed: DeferredSeed): void {
+  const key = seedKey(store, id);
+  const prev = deferred.get(key);
+  if (prev && prev.lastUsed >= seed.lastUsed) return;
+  deferred.set(key, { ...seed, id });
+  if (!reportInstalled) {
+    reportInstalled = true;
+    process.once('exit', reportUnstarted);
+  }
+}
+
+/** Starts the deferred seed of this mount, if there is one; true when a seed started. */
+export function startDeferredSeed(store: Store, id: string): boolean {
+  const key = seedKey(store, id);
+  const d = deferred.get(key);
+  if (!d) return false;
+  deferred.delete(key);
+  return d.start();
+}
+
+/** Starts every deferred seed of these mounts (`strata cache import` seeds them all); the ids that started. */
+export function startDeferredSeeds(store: Store, ids: string[]): string[] {
+  return ids.filter((id) => startDeferredSeed(store, id));
+}
+
+/** The mounts whose deferred seed has not started (yet). */
+export function unstartedSeeds(store: Store): string[] {
+  const prefix = `${store.root}\0`;
+  return [...deferred.entries()].filter(([k]) => k.startsWith(prefix)).map(([, d]) => d.id);
+}
+
+function reportUnstarted(): void {
+  const bySource = new Map<string, { hint: string; ids: string[] }>();
+  for (const d of deferred.values()) {
+    const g = bySource.get(d.from) ?? { hint: d.hint, ids: [] };
+    g.ids.push(d.id);
+    bySource.set(d.from, g);
+  }
+  for (const [from, g] of bySource) {
+    process.stderr.write(`${from}: cache mounts not seeded, as no step that ran used them: ${g.ids.join(', ')} (\`${g.hint}\` seeds them)\n`);
+  }
+}
+
 /** Waits for every seed this process started (for commands that want them done before they return). */
 export async function allCacheMountSeeds(): Promise<void> {
   await Promise.all([...seeding.values()].map((s) => s.done));
 }
 
 export interface SeedMeta {
+  /** A step is waiting for this seed (deferred until used): tar runs at normal priority. */
+  urgent?: boolean;
   digest: string;
   sharing: string;
   created: number;
@@ -220,6 +289,7 @@ function removeStale(base: string): void {
 }
 
 async function runSeed(store: Store, id: string, open: () => Promise<NodeJS.ReadableStream>, meta: SeedMeta): Promise<boolean> {
+  const started = performance.now();
   const base = cacheMountDir(store, id);
   const data = join(base, 'data');
   const tag = `${process.pid}-${Math.random().toString(36).slice(2)}`;
@@ -233,7 +303,8 @@ async function runSeed(store: Store, id: string, open: () => Promise<NodeJS.Read
     const { decompressed, readThrough, ProcessError } = await import('../snapshot/streams.js');
     const { feed, digest } = readThrough(async () => (await open()) as AsyncIterable<Buffer>);
     // Decompressed here (zlib on the thread pool is twice as fast as gzip -d here); tar only writes.
-    const tar = spawn('nice', ['-n', '10', 'tar', '-x', '-f', '-', '--numeric-owner', '--same-owner', '--xattrs', '-C', staging], { stdio: ['pipe', 'ignore', 'pipe'] });
+    const tarArgs = ['-x', '-f', '-', '--numeric-owner', '--same-owner', '--xattrs', '-C', staging];
+    const tar = meta.urgent ? spawn('tar', tarArgs, { stdio: ['pipe', 'ignore', 'pipe'] }) : spawn('nice', ['-n', '10', 'tar', ...tarArgs], { stdio: ['pipe', 'ignore', 'pipe'] });
     let stderr = '';
     tar.stderr.on('data', (d: Buffer) => (stderr = (stderr + d.toString('utf8')).slice(-2000)));
     const exited = new Promise<number | null>((res, rej) => {
@@ -282,6 +353,7 @@ async function runSeed(store: Store, id: string, open: () => Promise<NodeJS.Read
       if (db !== store) db.close();
     }
     await rm(old, { recursive: true, force: true });
+    if (process.env.STRATA_DEBUG) process.stderr.write(`debug: cache mount ${id} seeded in ${((performance.now() - started) / 1000).toFixed(2)}s\n`);
     return true;
   } finally {
     await rm(staging, { recursive: true, force: true });

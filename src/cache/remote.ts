@@ -231,19 +231,37 @@ export async function fetchCacheBlob(store: Store, source: CacheSource, digest: 
 export interface ImportResult {
   records: number;
   layers: number;
-  /** Cache mounts whose (verified) tarball is being unpacked in the background (startCacheMountSeed). */
+  /**
+   * The cache mounts this import seeds, as the build's summary names them: those unpacking now
+   * in the background (startCacheMountSeed), and those waiting for a step to use them (mounts
+   * 'on-use'), marked ` (on use)`.
+   */
   mounts: string[];
-  /** Settles when those seeds have: the mounts that were seeded (a tarball can still fail to unpack). */
-  seeded: Promise<string[]>;
+  /** The cache mounts whose seed waits for a step of this process to use them (deferCacheMountSeed). */
+  deferred: string[];
+  /**
+   * Settles when the seeds have: the mounts that were seeded (a tarball can still fail to
+   * unpack). Asking for it first starts the seeds still waiting for a step: `strata cache import`
+   * asks, and so seeds every mount.
+   */
+  readonly seeded: Promise<string[]>;
   /** Cache mounts that could not be seeded (bad tarball); the records are imported all the same. */
   warnings: string[];
 }
 
 /**
+ * Which cache mounts an import seeds: every one ('all') or the listed ones right away, in the
+ * background; none; or ('on-use', a build's --cache-from without mounts=) each when a step of
+ * this process first uses it, so a build does not spend its cores on mounts none of its steps
+ * runs with. Only mounts missing locally or older there are seeded.
+ */
+export type MountImport = 'all' | string[] | 'none' | 'on-use';
+
+/**
  * Adds the cache's records to the store (keeping local ones), remembers where each layer can be
  * fetched from, and seeds requested cache mounts that are missing or older locally.
  */
-export async function importCache(store: Store, source: CacheSource, client: RegistryClient, opts: { mounts: 'all' | string[] | 'none' }): Promise<ImportResult | undefined> {
+export async function importCache(store: Store, source: CacheSource, client: RegistryClient, opts: { mounts: MountImport }): Promise<ImportResult | undefined> {
   const index = await readCacheIndex(source, client);
   if (!index) return undefined;
   const src = JSON.stringify(source);
@@ -271,46 +289,77 @@ export async function importCache(store: Store, source: CacheSource, client: Reg
   }).immediate();
   if (index.builds?.length) importBuilds(store, index.builds, sourceText(source));
   const seeded: string[] = [];
+  const deferred: string[] = [];
   const outcomes: Promise<string | undefined>[] = [];
   const warnings: string[] = [];
-  if (opts.mounts !== 'none') {
-    const { startCacheMountSeed, cacheMountSeeded } = await import('./cache-mounts.js');
+  const mounts = opts.mounts;
+  const seeds = mounts === 'none' ? undefined : await import('./cache-mounts.js');
+  if (seeds) {
+    const { startCacheMountSeed, cacheMountSeeded, deferCacheMountSeed } = seeds;
     const wanted = index.mounts.filter((m) => {
-      if (opts.mounts !== 'all' && !opts.mounts.includes(m.id)) return false;
+      if (Array.isArray(mounts) && !mounts.includes(m.id)) return false;
       const local = store.db.prepare('SELECT last_used FROM cache_mounts WHERE id=?').get(m.id) as { last_used: number } | undefined;
       return !(local && local.last_used >= m.lastUsed);
     });
-    // Tarballs are verified here (all at once), so the import reports what it seeds; the seeds
-    // themselves run in the background (see startCacheMountSeed) and check the bytes again.
-    const verified = await Promise.all(
-      wanted.map(async (m) => {
-        try {
-          if (source.kind === 'local') {
-            const path = join(source.dir, 'blobs', 'sha256', hexOf(m.digest));
-            if (!existsSync(path)) throw badCache(source, `blob ${m.digest} is missing`);
-            const actual = await fileDigest(path);
-            if (actual !== m.digest) throw cacheBlobMismatch(source, m.digest, actual);
-            return { m, path };
-          }
-          await fetchCacheBlob(store, source, m.digest, m.mediaType, client);
-          return { m, path: store.blobPath(m.digest) };
-        } catch (e) {
-          if (!(e instanceof StrataError) || e.code !== 'CACHE_CORRUPT') throw e;
-          warnings.push(`cache mount ${m.id} not seeded: ${e.message}`);
-          return undefined;
-        }
-      }),
-    );
     const late = (message: string) => process.stderr.write(`WARNING: --cache-from ${sourceText(source)}: ${message}\n`);
-    for (const v of verified) {
-      if (!v || !startCacheMountSeed(store, v.m.id, async () => createReadStream(v.path, { highWaterMark: 1 << 20 }), v.m, late)) continue;
-      seeded.push(v.m.id);
+    const start = (m: ExportedMount & { urgent?: boolean }, open: () => Promise<NodeJS.ReadableStream>): boolean => {
+      if (!startCacheMountSeed(store, m.id, open, m, late)) return false;
       // Asked at once, while the seed is still listed as running.
-      outcomes.push(cacheMountSeeded(store, v.m.id).then((ok) => (ok === false ? undefined : v.m.id)));
+      outcomes.push(cacheMountSeeded(store, m.id).then((ok) => (ok === false ? undefined : m.id)));
+      return true;
+    };
+    if (mounts === 'on-use') {
+      // Nothing is read now: the seed hashes the tarball as it unpacks it and refuses a mismatch
+      // (a warning; the step then runs with the mount as it was).
+      for (const m of wanted) {
+        deferCacheMountSeed(store, m.id, {
+          lastUsed: m.lastUsed,
+          from: `--cache-from ${sourceText(source)}`,
+          hint: `strata cache import ${sourceText(source)}`,
+          start: () => start({ ...m, urgent: true }, () => openCacheBlob(source, m.digest, client)),
+        });
+        deferred.push(m.id);
+      }
+    } else {
+      // Tarballs are verified here (all at once), so the import reports what it seeds; the seeds
+      // themselves run in the background (see startCacheMountSeed) and check the bytes again.
+      const verified = await Promise.all(
+        wanted.map(async (m) => {
+          try {
+            if (source.kind === 'local') {
+              const path = join(source.dir, 'blobs', 'sha256', hexOf(m.digest));
+              if (!existsSync(path)) throw badCache(source, `blob ${m.digest} is missing`);
+              const actual = await fileDigest(path);
+              if (actual !== m.digest) throw cacheBlobMismatch(source, m.digest, actual);
+              return { m, path };
+            }
+            await fetchCacheBlob(store, source, m.digest, m.mediaType, client);
+            return { m, path: store.blobPath(m.digest) };
+          } catch (e) {
+            if (!(e instanceof StrataError) || e.code !== 'CACHE_CORRUPT') throw e;
+            warnings.push(`cache mount ${m.id} not seeded: ${e.message}`);
+            return undefined;
+          }
+        }),
+      );
+      for (const v of verified) if (v && start(v.m, async () => createReadStream(v.path, { highWaterMark: 1 << 20 }))) seeded.push(v.m.id);
     }
   }
-  const done = Promise.all(outcomes).then((ids) => ids.filter((id): id is string => id !== undefined));
-  return { records, layers: index.layers.length, mounts: seeded, seeded: done, warnings };
+  let done: Promise<string[]> | undefined;
+  return {
+    records,
+    layers: index.layers.length,
+    mounts: [...seeded, ...deferred.map((id) => `${id} (on use)`)],
+    deferred,
+    get seeded() {
+      if (!done) {
+        if (seeds) seeds.startDeferredSeeds(store, deferred);
+        done = Promise.all(outcomes).then((ids) => ids.filter((id): id is string => id !== undefined));
+      }
+      return done;
+    },
+    warnings,
+  };
 }
 
 // ---------- exporting ----------

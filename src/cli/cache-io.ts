@@ -6,7 +6,7 @@ import { join, resolve } from 'node:path';
 import { StrataError } from '../errors.js';
 import { hexOf, type LayerInfo, type Store } from '../cache/store.js';
 import { packCacheMount } from '../cache/cache-mounts.js';
-import { exportToLocal, exportToRegistry, importCache, type CacheSource, type ExportedMount, type ImportResult } from '../cache/remote.js';
+import { exportToLocal, exportToRegistry, importCache, type CacheSource, type ExportedMount, type ImportResult, type MountImport } from '../cache/remote.js';
 import type { RegistryClient } from '../registry/client.js';
 import { BadCacheLayer, dropBadLayer, type Materializer } from '../solver/materialize.js';
 import { parseReference } from '../registry/reference.js';
@@ -27,7 +27,8 @@ export interface CacheToSpec {
 
 export interface CacheFromSpec {
   source: CacheSource;
-  mounts: 'none' | 'all' | string[];
+  /** Without mounts=: 'on-use' (a build seeds a mount when a step uses it; `cache import` seeds all). */
+  mounts: MountImport;
 }
 
 function mountsOpt(v: string | undefined): 'none' | 'all' | string[] {
@@ -73,7 +74,7 @@ export function parseCacheTo(value: string): CacheToSpec {
 export function parseCacheFrom(value: string): CacheFromSpec {
   const { rest, mounts } = preSplit(value.includes('=') ? value : `type=registry,ref=${value}`);
   const kv = parseKv(rest, '--cache-from');
-  return { source: sourceOf(kv, '--cache-from', 'src'), mounts: mounts === undefined ? 'all' : mountsOpt(mounts) };
+  return { source: sourceOf(kv, '--cache-from', 'src'), mounts: mounts === undefined ? 'on-use' : mountsOpt(mounts) };
 }
 
 export async function runImports(store: Store, client: RegistryClient, specs: CacheFromSpec[], warn: (m: string) => void): Promise<ImportResult[]> {
