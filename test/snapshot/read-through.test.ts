@@ -20,6 +20,7 @@ test('readThrough joins small chunks into MiB pieces for the copy and the reader
         })(),
       { copyTo: copy },
     );
+    const ended = new Promise((r) => feed.once('end', r));
     const sizes: number[] = [];
     const got: Buffer[] = [];
     feed.on('data', (c: Buffer) => {
@@ -27,7 +28,7 @@ test('readThrough joins small chunks into MiB pieces for the copy and the reader
       got.push(c);
     });
     const d = await digest;
-    await new Promise((r) => feed.once('end', r));
+    await ended;
     assert.equal(d, `sha256:${createHash('sha256').update(blob).digest('hex')}`);
     assert.ok(Buffer.concat(got).equals(blob));
     assert.ok(readFileSync(copy).equals(blob));
