@@ -218,12 +218,6 @@ export function startDeferredSeeds(store: Store, ids: string[]): string[] {
   return ids.filter((id) => startDeferredSeed(store, id));
 }
 
-/** The mounts whose deferred seed has not started (yet). */
-export function unstartedSeeds(store: Store): string[] {
-  const prefix = `${store.root}\0`;
-  return [...deferred.entries()].filter(([k]) => k.startsWith(prefix)).map(([, d]) => d.id);
-}
-
 function reportUnstarted(): void {
   const bySource = new Map<string, { hint: string; ids: string[] }>();
   for (const d of deferred.values()) {
