@@ -241,11 +241,9 @@ export async function changedRacyFile(files: readonly RacyFile[]): Promise<{ cha
   return { bytesRead };
 }
 
-async function checksum(opts: ChecksumOptions, reuse: boolean): Promise<ChecksumResult | UnchangedChecksum> {
-  // Content read from here on was read at least this late (for the racy rule).
-  const started = Date.now();
+/** What each source word selects under opts.root (the walk; no content is read). */
+async function walkSources(opts: ChecksumOptions): Promise<SelectedSource[]> {
   const rootfs = opts.srcIsRootfs ?? false;
-  if (rootfs) await loadXattrs();
   const selected: SelectedSource[] = [];
   for (const word of opts.sources) {
     // ADD's URL sources are no files of the root: their words count, their content is the
@@ -266,7 +264,26 @@ async function checksum(opts: ChecksumOptions, reuse: boolean): Promise<Checksum
       }),
     );
   }
+  return selected;
+}
 
+async function checksum(opts: ChecksumOptions, reuse: boolean): Promise<ChecksumResult | UnchangedChecksum> {
+  // Content read from here on was read at least this late (for the racy rule).
+  const started = Date.now();
+  if (opts.srcIsRootfs) await loadXattrs();
+  return fromSelection(opts, await walkSources(opts), reuse, started);
+}
+
+/**
+ * The full checksum (with its file list) of a selection an earlier call walked: for a selection
+ * that came back unchanged when its list is needed after all, without walking it again.
+ */
+export function checksumSelection(opts: ChecksumOptions, selection: SelectedSource[]): Promise<ChecksumResult> {
+  return fromSelection(opts, selection, false, Date.now()) as Promise<ChecksumResult>;
+}
+
+async function fromSelection(opts: ChecksumOptions, selected: SelectedSource[], reuse: boolean, started: number): Promise<ChecksumResult | UnchangedChecksum> {
+  const rootfs = opts.srcIsRootfs ?? false;
   const cache = opts.statCache;
   const memo = !rootfs && cache?.selection && cache.setSelection ? { key: selectionKey(opts), fingerprint: statFingerprint(selected) } : undefined;
   const recorded = memo && cache!.selection!(memo.key);

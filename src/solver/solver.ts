@@ -10,8 +10,9 @@ import { digestOf } from '../graph/digest.js';
 import type { Op, Vertex } from '../graph/ops.js';
 import type { EventSink, VertexRef } from '../progress/events.js';
 import type { Runtime } from '../executor/types.js';
-import { changedRacyFile, checksumSources, checksumSourcesUnlessUnchanged, checksumRootfsSources, type ChecksumResult, type RacyFile, type StatCache, type UnchangedChecksum } from '../context/checksum.js';
+import { changedRacyFile, checksumSelection, checksumSourcesUnlessUnchanged, checksumRootfsSources, type ChecksumOptions, type ChecksumResult, type RacyFile, type StatCache, type UnchangedChecksum } from '../context/checksum.js';
 import { Pacer, type SelectedSource } from '../context/walk.js';
+import { debugLine } from '../debug.js';
 import { BadCacheLayer, type Materializer } from './materialize.js';
 import type { BaseImages } from './base-images.js';
 import { formatAge } from './age.js';
@@ -114,6 +115,13 @@ export class Solver {
   private readonly missInputs = new Map<number, StepInputs>();
   /** Per COPY from a context: the sources its key was computed from (ContextChecksum.selection). */
   private readonly copySelections = new Map<number, CopySelection>();
+  /** The first vertex asked for (the target): what checksumAhead walks. */
+  private root?: Vertex;
+  private ahead?: Promise<void>;
+  /** Steps whose context selections are being or were checksummed ahead (checksumAhead). */
+  private readonly checkedAhead = new Map<number, Promise<void>>();
+  /** Steps that began checksumming their context for their key (nothing to do ahead for them). */
+  private readonly contextsStarted = new Set<number>();
   readonly steps: { vertex: Vertex; result: VertexResult }[] = [];
   /** Bytes of context file content read for checksums (0 on a warm stat cache). */
   contextBytesRead = 0;
@@ -123,6 +131,7 @@ export class Solver {
   }
 
   solve(v: Vertex): Promise<VertexResult> {
+    this.root ??= v;
     let p = this.results.get(v.id);
     if (!p) {
       p = this.solveVertex(v);
@@ -287,13 +296,8 @@ export class Solver {
     return out;
   }
 
-  /**
-   * The checksum of the context files a step reads (COPY from a context, RUN's context bind mounts),
-   * with its file list made when something asks (a hit whose list the history has never does).
-   * Selections that did not change come without a list of their own: the build that recorded them
-   * kept the step's list under the same digest.
-   */
-  private async contextChecksum(v: Vertex, reuse = true): Promise<ContextChecksum | undefined> {
+  /** What a step reads of a build context: one checksum each (COPY from a context, RUN's context bind mounts). */
+  private contextSelections(v: Vertex): ChecksumOptions[] {
     const op = v.op;
     const selections: { root: string; sources: string[]; excludes?: string[]; parents?: boolean }[] = [];
     if (op.kind === 'copy' && op.from.kind === 'context' && !op.sources.some((s) => /^https?:\/\//.test(s))) {
@@ -308,13 +312,64 @@ export class Solver {
         }
       }
     }
+    return selections.map((s) => ({ root: s.root, ignore: s.root === this.o.contextDirs.context ? this.o.ignore : undefined, ignoreMayReinclude: this.o.ignoreMayReinclude, sources: s.sources, excludes: s.excludes, parents: s.parents, statCache: this.o.statCache }));
+  }
+
+  /**
+   * Once a container runs (the main thread waits for it), the context selections of the steps not
+   * keyed yet are checksummed ahead, nearest inputs first, as BuildKit sends the context while
+   * earlier steps run. Only the stat cache keeps what this reads: each step still checksums its
+   * selection when its turn comes, rereading nothing that did not change since.
+   */
+  private checksumAhead(): void {
+    if (this.ahead || !this.root || !this.o.statCache) return;
+    const order: Vertex[] = [];
+    const seen = new Set<number>();
+    const visit = (v: Vertex): void => {
+      if (seen.has(v.id)) return;
+      seen.add(v.id);
+      for (const i of v.inputs) visit(i);
+      if (!this.contextsStarted.has(v.id) && this.contextSelections(v).length > 0) order.push(v);
+    };
+    visit(this.root);
+    this.ahead = (async () => {
+      for (const v of order) {
+        if (this.contextsStarted.has(v.id)) continue;
+        const done = (async () => {
+          for (const opts of this.contextSelections(v)) {
+            const r = await checksumSourcesUnlessUnchanged(opts);
+            this.contextBytesRead += r.bytesRead;
+            debugLine(`context of ${v.stepLabel} ${v.instruction} checksummed ahead (${r.bytesRead} bytes read)`);
+          }
+        })();
+        // A failure (a bad source) is the step's to report, when it checksums for itself.
+        this.checkedAhead.set(v.id, done.catch(() => undefined));
+        await this.checkedAhead.get(v.id);
+      }
+    })();
+  }
+
+  /**
+   * The checksum of the context files a step reads (COPY from a context, RUN's context bind mounts),
+   * with its file list made when something asks (a hit whose list the history has never does).
+   * Selections that did not change come without a list of their own: the build that recorded them
+   * kept the step's list under the same digest.
+   */
+  private async contextChecksum(v: Vertex): Promise<ContextChecksum | undefined> {
+    const op = v.op;
+    const selections = this.contextSelections(v);
     if (!selections.length) return undefined;
+    this.contextsStarted.add(v.id);
+    await this.checkedAhead.get(v.id);
     const results: (ChecksumResult | UnchangedChecksum)[] = [];
-    for (const s of selections) {
-      const opts = { root: s.root, ignore: s.root === this.o.contextDirs.context ? this.o.ignore : undefined, ignoreMayReinclude: this.o.ignoreMayReinclude, sources: s.sources, excludes: s.excludes, parents: s.parents, statCache: this.o.statCache };
-      results.push(reuse ? await checksumSourcesUnlessUnchanged(opts) : await checksumSources(opts));
-    }
+    for (const opts of selections) results.push(await checksumSourcesUnlessUnchanged(opts));
     const digest = digestOf(results.map((r) => r.digest));
+    const { db } = this.o.store;
+    if (!results.every((r) => r.files) && db.prepare('SELECT 1 FROM file_lists WHERE digest=?').pluck().get(digest) === undefined) {
+      // Never recorded (keyed ahead in a first build, or a build that stopped before its history
+      // was written): list the files, from the walk just made.
+      for (let i = 0; i < results.length; i++) if (!results[i]!.files) results[i] = await checksumSelection(selections[i]!, results[i]!.selection);
+    }
     const bytesRead = results.reduce((n, r) => n + r.bytesRead, 0);
     // The copy applies .dockerignore to the context named "context" only; hand it the selection
     // only where the checksum walked with the same rules.
@@ -329,12 +384,6 @@ export class Solver {
         return out;
       };
       return { files, digest, bytesRead, selection: copySelection };
-    }
-    const { db } = this.o.store;
-    if (db.prepare('SELECT 1 FROM file_lists WHERE digest=?').pluck().get(digest) === undefined) {
-      // Never recorded (a build that stopped before its history was written): list the files.
-      const full = (await this.contextChecksum(v, false))!;
-      return { ...full, bytesRead: full.bytesRead + bytesRead };
     }
     const list = db.prepare('SELECT files FROM file_lists WHERE digest=?').pluck();
     return { digest, bytesRead, files: () => JSON.parse(list.get(digest) as string) as Record<string, string>, selection: copySelection };
@@ -412,6 +461,7 @@ export class Solver {
       // a fully cached build never needs them.
       switch (op.kind) {
         case 'exec': {
+          this.checksumAhead();
           const { runExec } = await import('./exec-step.js');
           return await runExec(v, op, inputs, {
             store: this.o.store,

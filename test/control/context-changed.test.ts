@@ -146,3 +146,40 @@ COPY --from=files /app/src/ /src/
   assert.equal(readFileSync(join(out3, 'src/a.txt'), 'utf8'), 'a2\n');
   await c.assertConsistent('after the linked COPY');
 });
+
+test('the context is checksummed ahead while a container runs; a file changed after that is still seen by its step', async (t) => {
+  const c = await controlEnv('ctx-ahead');
+  t.after(() => c.env.cleanup());
+  const dir = c.env.context('ctx', {
+    Dockerfile: `FROM busybox
+RUN --mount=type=cache,id=gate,target=/gate touch /gate/started; ${waitIn('/gate/go')}; echo ran > /ran
+COPY src /app/src
+`,
+    'src/a.txt': 'v1\n',
+    'src/b.txt': 'b\n',
+  });
+  const out = join(c.env.root, 'out');
+  const b = c.spawnBuild(dir, ['-o', `type=local,dest=${out}`], { STRATA_DEBUG: '1' });
+  let stderr = '';
+  const ahead = new Promise<void>((resolve) =>
+    b.child.stderr!.on('data', (d: Buffer) => {
+      stderr += d.toString();
+      if (/debug: context of \[stage-0 3\/3\] COPY src \/app\/src checksummed ahead \(5 bytes read\)/.test(stderr)) resolve();
+    }),
+  );
+  await waitForFile(join(c.mountData('gate'), 'started'), 'the RUN step to start');
+  const late = setTimeout(() => b.child.kill('SIGKILL'), 30_000);
+  await Promise.race([ahead, b.done.then(() => assert.fail(`no checksum ahead while the RUN step ran:\n${stderr}`))]);
+  clearTimeout(late);
+  assert.doesNotMatch(stderr, /#\d+ \[stage-0 3\/3\] COPY/, 'the COPY step itself has not started');
+  writeFileSync(join(dir, 'src/a.txt'), 'v2 longer\n');
+  writeFileSync(join(c.mountData('gate'), 'go'), '');
+  const r = await b.done;
+  expectOk(r, 'the build');
+  assert.equal(readFileSync(join(out, 'app/src/a.txt'), 'utf8'), 'v2 longer\n');
+  // read ahead (5 bytes), then a.txt again at the step (10 bytes), and once more after the copy
+  // when that was within RACY_MS of its change (its stat could not vouch for it)
+  assert.match(r.stderr, /context: read (15|25) bytes/);
+  const again = await c.ok(dir, ['-o', 'type=cacheonly']);
+  assert.equal(misses(again.steps), '', 'the recorded key is the one of the content copied');
+});
