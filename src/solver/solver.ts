@@ -2,21 +2,18 @@
 // its inputs' RESULTS (layer chains), so a parent that reruns to identical output leaves its
 // children cached. Hits reuse the recorded chain; misses run (in parallel where the graph allows,
 // bounded by `jobs`) and are recorded with the reason they ran.
-import { lstatSync } from 'node:fs';
-import { relative } from 'node:path';
 import { StrataError } from '../errors.js';
 import type { LayerInfo, Store } from '../cache/store.js';
 import { digestOf } from '../graph/digest.js';
 import type { Op, Vertex } from '../graph/ops.js';
 import type { EventSink, VertexRef } from '../progress/events.js';
 import type { Runtime } from '../executor/types.js';
-import { changedRacyFile, checksumSelection, checksumSourcesUnlessUnchanged, checksumRootfsSources, type ChecksumOptions, type ChecksumResult, type RacyFile, type StatCache, type UnchangedChecksum } from '../context/checksum.js';
-import { Pacer, type SelectedSource } from '../context/walk.js';
-import { debugLine } from '../debug.js';
+import { checksumRootfsSources, type StatCache } from '../context/checksum.js';
+import { ContextInputs } from './context-inputs.js';
 import { BadCacheLayer, type Materializer } from './materialize.js';
 import type { BaseImages } from './base-images.js';
 import { formatAge } from './age.js';
-import { explainMiss, fileChanges, lazyFiles, matchStep, type PreviousBuild, type StepInputs } from '../cache/explain.js';
+import { explainMiss, lazyFiles, matchStep, type PreviousBuild, type StepInputs } from '../cache/explain.js';
 
 export const CACHE_KEY_VERSION = 1;
 
@@ -57,28 +54,6 @@ export interface VertexResult {
   created?: number;
 }
 
-/** A step's context checksum; its file list (path -> `type:mode:content digest`) is made on demand. */
-interface ContextChecksum {
-  digest: string;
-  bytesRead: number;
-  files: () => Record<string, string>;
-  /** A COPY's sources as the checksum's walk selected them, by word: the copy takes them from here. */
-  selection?: CopySelection;
-}
-
-interface CopySelection {
-  byWord: Map<string, SelectedSource>;
-  racy: RacyFile[];
-}
-
-function contextChanged(v: Vertex, paths: string[]): StrataError {
-  const named = paths.length ? `${paths.slice(0, 5).join(', ')}${paths.length > 5 ? ` and ${paths.length - 5} more` : ''}` : 'files';
-  return new StrataError('CONTEXT_CHANGED', `${named} changed in the build context while this step ran; its result was not cached`, {
-    position: v.location && { file: v.location.file, line: v.location.line },
-    hint: 'build again once nothing writes to the context (an editor, a watcher or a generator?)',
-  });
-}
-
 export function chainId(chain: LayerInfo[]): string {
   return digestOf(chain.map((l) => l.diffId));
 }
@@ -113,21 +88,18 @@ export class Solver {
   private readonly sem: Semaphore;
   /** Key inputs of the steps that run, for their runners (a COPY links unchanged files from its previous result). */
   private readonly missInputs = new Map<number, StepInputs>();
-  /** Per COPY from a context: the sources its key was computed from (ContextChecksum.selection). */
-  private readonly copySelections = new Map<number, CopySelection>();
-  /** The first vertex asked for (the target): what checksumAhead walks. */
+  private readonly context: ContextInputs;
+  /** The first vertex asked for (the target): what the context read-ahead walks. */
   private root?: Vertex;
-  private ahead?: Promise<void>;
-  /** Steps whose context selections are being or were checksummed ahead (checksumAhead). */
-  private readonly checkedAhead = new Map<number, Promise<void>>();
-  /** Steps that began checksumming their context for their key (nothing to do ahead for them). */
-  private readonly contextsStarted = new Set<number>();
   readonly steps: { vertex: Vertex; result: VertexResult }[] = [];
   /** Bytes of context file content read for checksums (0 on a warm stat cache). */
-  contextBytesRead = 0;
+  get contextBytesRead(): number {
+    return this.context.bytesRead;
+  }
 
   constructor(private readonly o: SolverOptions) {
     this.sem = new Semaphore(Math.max(1, o.jobs));
+    this.context = new ContextInputs(o);
   }
 
   solve(v: Vertex): Promise<VertexResult> {
@@ -245,7 +217,7 @@ export class Solver {
       const made = await this.execute(v, inputs.map((i) => i.chain), ref);
       // COPY checks its sources itself, beside its commit (runCopy's afterCopy).
       if (stepInputs.filesDigest !== undefined && v.op.kind !== 'copy') {
-        await this.verifyContextUnchanged(v, stepInputs).catch((e: unknown) => {
+        await this.context.verify(v, stepInputs).catch((e: unknown) => {
           this.o.events({ type: 'error', vertex: ref, time: Date.now(), message: e instanceof Error ? e.message : String(e) });
           throw e;
         });
@@ -286,154 +258,12 @@ export class Solver {
       out.files = sel.files;
       out.filesDigest = sel.digest;
     }
-    const ctx = await this.contextChecksum(v);
+    const ctx = await this.context.checksum(v);
     if (ctx) {
-      if (ctx.selection) this.copySelections.set(v.id, ctx.selection);
-      this.contextBytesRead += ctx.bytesRead;
       lazyFiles(out, ctx.files);
       out.filesDigest = ctx.digest;
     }
     return out;
-  }
-
-  /** What a step reads of a build context: one checksum each (COPY from a context, RUN's context bind mounts). */
-  private contextSelections(v: Vertex): ChecksumOptions[] {
-    const op = v.op;
-    const selections: { root: string; sources: string[]; excludes?: string[]; parents?: boolean }[] = [];
-    if (op.kind === 'copy' && op.from.kind === 'context' && !op.sources.some((s) => /^https?:\/\//.test(s))) {
-      const root = this.o.contextDirs[op.from.name];
-      if (root) selections.push({ root, sources: op.sources, excludes: op.excludes, parents: op.parents });
-    }
-    if (op.kind === 'exec') {
-      for (const m of op.mounts) {
-        if (m.type === 'bind' && m.from.kind === 'context') {
-          const root = this.o.contextDirs[m.from.name];
-          if (root) selections.push({ root, sources: [m.source] });
-        }
-      }
-    }
-    return selections.map((s) => ({ root: s.root, ignore: s.root === this.o.contextDirs.context ? this.o.ignore : undefined, ignoreMayReinclude: this.o.ignoreMayReinclude, sources: s.sources, excludes: s.excludes, parents: s.parents, statCache: this.o.statCache }));
-  }
-
-  /**
-   * Once a container runs (the main thread waits for it), the context selections of the steps not
-   * keyed yet are checksummed ahead, nearest inputs first, as BuildKit sends the context while
-   * earlier steps run. Only the stat cache keeps what this reads: each step still checksums its
-   * selection when its turn comes, rereading nothing that did not change since.
-   */
-  private checksumAhead(): void {
-    if (this.ahead || !this.root || !this.o.statCache) return;
-    const order: Vertex[] = [];
-    const seen = new Set<number>();
-    const visit = (v: Vertex): void => {
-      if (seen.has(v.id)) return;
-      seen.add(v.id);
-      for (const i of v.inputs) visit(i);
-      if (!this.contextsStarted.has(v.id) && this.contextSelections(v).length > 0) order.push(v);
-    };
-    visit(this.root);
-    this.ahead = (async () => {
-      for (const v of order) {
-        if (this.contextsStarted.has(v.id)) continue;
-        const done = (async () => {
-          for (const opts of this.contextSelections(v)) {
-            const r = await checksumSourcesUnlessUnchanged(opts);
-            this.contextBytesRead += r.bytesRead;
-            debugLine(`context of ${v.stepLabel} ${v.instruction} checksummed ahead (${r.bytesRead} bytes read)`);
-          }
-        })();
-        // A failure (a bad source) is the step's to report, when it checksums for itself.
-        this.checkedAhead.set(v.id, done.catch(() => undefined));
-        await this.checkedAhead.get(v.id);
-      }
-    })();
-  }
-
-  /**
-   * The checksum of the context files a step reads (COPY from a context, RUN's context bind mounts),
-   * with its file list made when something asks (a hit whose list the history has never does).
-   * Selections that did not change come without a list of their own: the build that recorded them
-   * kept the step's list under the same digest.
-   */
-  private async contextChecksum(v: Vertex): Promise<ContextChecksum | undefined> {
-    const op = v.op;
-    const selections = this.contextSelections(v);
-    if (!selections.length) return undefined;
-    this.contextsStarted.add(v.id);
-    await this.checkedAhead.get(v.id);
-    const results: (ChecksumResult | UnchangedChecksum)[] = [];
-    for (const opts of selections) results.push(await checksumSourcesUnlessUnchanged(opts));
-    const digest = digestOf(results.map((r) => r.digest));
-    const { db } = this.o.store;
-    if (!results.every((r) => r.files) && db.prepare('SELECT 1 FROM file_lists WHERE digest=?').pluck().get(digest) === undefined) {
-      // Never recorded (keyed ahead in a first build, or a build that stopped before its history
-      // was written): list the files, from the walk just made.
-      for (let i = 0; i < results.length; i++) if (!results[i]!.files) results[i] = await checksumSelection(selections[i]!, results[i]!.selection);
-    }
-    const bytesRead = results.reduce((n, r) => n + r.bytesRead, 0);
-    // The copy applies .dockerignore to the context named "context" only; hand it the selection
-    // only where the checksum walked with the same rules.
-    const copySelection =
-      op.kind === 'copy' && op.from.kind === 'context' && results.length === 1 && (selections[0]!.root === this.o.contextDirs.context) === (op.from.name === 'context')
-        ? { byWord: new Map(op.sources.map((w, i) => [w, results[0]!.selection[i]!] as const)), racy: results[0]!.racy }
-        : undefined;
-    if (results.every((r) => r.files)) {
-      const files = () => {
-        const out: Record<string, string> = {};
-        for (const r of results) for (const f of r.files!) out[f.path] = `${f.type}:${f.mode.toString(8)}:${f.contentDigest ?? ''}`;
-        return out;
-      };
-      return { files, digest, bytesRead, selection: copySelection };
-    }
-    const list = db.prepare('SELECT files FROM file_lists WHERE digest=?').pluck();
-    return { digest, bytesRead, files: () => JSON.parse(list.get(digest) as string) as Record<string, string>, selection: copySelection };
-  }
-
-  /**
-   * The key holds the context files as they were before the step ran; the step read them while it
-   * ran. A file written in between (an editor, a code generator) would leave a record whose content
-   * is not what its key says, served to every later build: check again and keep nothing instead.
-   * The stat cache makes this a walk and a stat per file; only changed files are read again.
-   */
-  private async verifyContextUnchanged(v: Vertex, before: StepInputs): Promise<void> {
-    const after = await this.contextChecksum(v);
-    if (!after || after.digest === before.filesDigest) return;
-    const { changed, added, removed } = fileChanges(before.files ?? {}, after.files());
-    throw contextChanged(v, [...changed, ...added, ...removed]);
-  }
-
-  /**
-   * For a COPY that copied the very entries its key was computed from (the checksum's selection):
-   * what it wrote is what the key says unless a file it read changed since that walk. A file's stat
-   * vouches for it, except for files hashed moments after they changed, which are read again. Files
-   * linked from the earlier layer were not read at all. Without that selection, the whole check.
-   */
-  private async verifyCopySources(v: Vertex, before: StepInputs, unread: ReadonlySet<string>): Promise<void> {
-    const sel = this.copySelections.get(v.id);
-    if (!sel) return this.verifyContextUnchanged(v, before);
-    const changed: string[] = [];
-    const pause = new Pacer();
-    for (const s of sel.byWord.values()) {
-      for (const m of s.matches) {
-        for (let k = -1; k < m.entries.length; k++) {
-          if ((k & 63) === 0 && pause.due()) await pause.maybe();
-          const e = k < 0 ? m.root : m.entries[k]!;
-          if (e.kind !== 'file' || unread.has(e.host)) continue;
-          const now = lstatSync(e.host, { throwIfNoEntry: false });
-          const st = e.st;
-          if (!now || now.ino !== st.ino || now.size !== st.size || now.mtimeMs !== st.mtimeMs || now.ctimeMs !== st.ctimeMs || now.mode !== st.mode) {
-            changed.push(e.rel === '' ? m.name : m.name === '' ? e.rel : `${m.name}/${e.rel}`);
-          }
-        }
-      }
-    }
-    if (changed.length === 0) {
-      const racy = await changedRacyFile(sel.racy.filter((f) => !unread.has(f.host)));
-      this.contextBytesRead += racy.bytesRead;
-      const root = v.op.kind === 'copy' && v.op.from.kind === 'context' ? this.o.contextDirs[v.op.from.name] : undefined;
-      if (racy.changed) changed.push(root ? relative(root, racy.changed.host) : racy.changed.host);
-    }
-    if (changed.length > 0) throw contextChanged(v, changed);
   }
 
   private async selectionChecksum(chain: LayerInfo[], sources: string[], excludes: string[], parents: boolean): Promise<{ digest: string; files: Record<string, string> }> {
@@ -461,7 +291,8 @@ export class Solver {
       // a fully cached build never needs them.
       switch (op.kind) {
         case 'exec': {
-          this.checksumAhead();
+          // The main thread waits for the container: time to read the context of later steps.
+          if (this.root) this.context.ahead(this.root);
           const { runExec } = await import('./exec-step.js');
           return await runExec(v, op, inputs, {
             store: this.o.store,
@@ -478,7 +309,7 @@ export class Solver {
         }
         case 'copy': {
           const { runCopy } = await import('./file-steps.js');
-          return await runCopy(v, op, inputs, { store: this.o.store, contextDirs: this.o.contextDirs, ignore: this.o.ignore, ignoreMayReinclude: this.o.ignoreMayReinclude, commit, history: { previous: this.o.previous, inputs: this.missInputs.get(v.id) }, selected: this.copySelections.get(v.id)?.byWord, afterCopy: (unread) => this.verifyCopySources(v, this.missInputs.get(v.id)!, unread) });
+          return await runCopy(v, op, inputs, { store: this.o.store, contextDirs: this.o.contextDirs, ignore: this.o.ignore, ignoreMayReinclude: this.o.ignoreMayReinclude, commit, history: { previous: this.o.previous, inputs: this.missInputs.get(v.id) }, selected: this.context.copySelection(v), afterCopy: (unread) => this.context.verifyCopy(v, this.missInputs.get(v.id)!, unread) });
         }
         case 'mkdir': {
           const { runMkdir } = await import('./file-steps.js');
