@@ -25,16 +25,12 @@ import { decompressed, digesting } from './streams.js';
 import { StreamDigest } from './stream-workers.js';
 import { layerError, type ExtractResult } from './extract.js';
 import { ErofsUnsupported, ErofsWriter } from './erofs-image.js';
+import { debugLine } from '../debug.js';
 
 /** The image cannot hold this layer exactly: unpack it instead. */
 export class LayerImageUnsupported extends Error {}
 
 let support: boolean | undefined;
-
-/** One line on stderr with STRATA_DEBUG set; nothing otherwise. */
-export function debugLine(msg: string): void {
-  if (process.env.STRATA_DEBUG) process.stderr.write(`debug: ${msg}\n`);
-}
 
 /**
  * Whether layers from blobs can become images here: running as root (mounting needs it) and EROFS

@@ -22,6 +22,7 @@ import { cacheBlobError, cacheBlobMismatch, fetchCacheBlob, openCacheBlob, type 
 import type { RegistryClient } from '../registry/client.js';
 import { parseReference } from '../registry/reference.js';
 import { readThrough } from '../snapshot/streams.js';
+import { debugLine } from '../debug.js';
 
 /** A layer from an imported cache failed verification; the build retries without those records. */
 export class BadCacheLayer extends StrataError {
@@ -117,7 +118,7 @@ export class Materializer {
         const src = this.source(l.diffId);
         const label = `${src?.image !== undefined ? `${src.image} layer` : 'cached layer'} ${l.digest.slice(0, 19)}`;
         // Loaded on first use: a fully cached build never unpacks a layer.
-        const { layerImageSupport, debugLine } = await import('../snapshot/layer-image.js');
+        const { layerImageSupport } = await import('../snapshot/layer-image.js');
         const images = layerImageSupport();
         const started = performance.now();
         const made =
@@ -174,7 +175,7 @@ export class Materializer {
   private async fromBlob(l: LayerInfo, label: string, images: boolean): Promise<Made> {
     await this.ensureBlob(l);
     if (images) {
-      const { writeLayerImage, LayerImageUnsupported, debugLine } = await import('../snapshot/layer-image.js');
+      const { writeLayerImage, LayerImageUnsupported } = await import('../snapshot/layer-image.js');
       const image = this.store.tmpPath('image');
       try {
         const r = await writeLayerImage(createReadStream(this.store.blobPath(l.digest), { highWaterMark: 1 << 20 }), image, { label });
@@ -257,7 +258,7 @@ export class Materializer {
     }
     if (unpacked.status === 'rejected') {
       if (imaging && unpacked.reason instanceof imaging.LayerImageUnsupported) {
-        imaging.debugLine(`${label} is unpacked, not an image: ${unpacked.reason.message}`);
+        debugLine(`${label} is unpacked, not an image: ${unpacked.reason.message}`);
         return this.unpackBlob(l, label);
       }
       throw unpacked.reason;
