@@ -53,7 +53,9 @@ COPY c.txt /c.txt
     // A different input each time, so every attempt has steps left to run when it dies.
     writeFileSync(join(ctx, 'b.txt'), `b ${i}\n`);
     if (i % 3 === 2) writeFileSync(join(ctx, 'c.txt'), `c ${i}\n`);
-    const delay = Math.floor(Math.random() * 1500);
+    // Half the attempts die early, while two RUN steps and a sleep are still ahead of them (a
+    // build here takes about half a second or more); the others at any point, or not at all.
+    const delay = Math.floor(i % 2 === 0 ? 100 + Math.random() * 250 : Math.random() * 1500);
     const r = await killedBuild(ctx, delay, i % 2 ? ['--jobs', '1'] : []);
     if (r.killed) killed++;
     else assert.equal(r.code, 0, `attempt ${i} finished on its own and must have succeeded`);
