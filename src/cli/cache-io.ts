@@ -5,7 +5,7 @@ import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { StrataError } from '../errors.js';
 import { hexOf, type LayerInfo, type Store } from '../cache/store.js';
-import { packCacheMount } from '../cache/cache-mounts.js';
+import { cacheMountSeeded, packCacheMount, startDeferredSeeds } from '../cache/cache-mounts.js';
 import { exportToLocal, exportToRegistry, importCache, type CacheSource, type ExportedMount, type ImportResult, type MountImport } from '../cache/remote.js';
 import type { RegistryClient } from '../registry/client.js';
 import { BadCacheLayer, dropBadLayer, type Materializer } from '../solver/materialize.js';
@@ -172,9 +172,13 @@ export async function runExport(store: Store, client: RegistryClient, materializ
     const row = store.db.prepare('SELECT created FROM cache_records WHERE key=?').get(r.key) as { created: number } | undefined;
     records.push({ key: r.key, chain: r.chain, created: row?.created ?? store.now(), description: r.description });
   }
-  const wanted = spec.mounts === 'none' ? [] : spec.mounts === 'all' ? input.mountIds : spec.mounts;
+  const wanted = [...new Set(spec.mounts === 'none' ? [] : spec.mounts === 'all' ? input.mountIds : spec.mounts)];
+  // A mount imported by this build's --cache-from is seeded only when a step uses it: one no step
+  // used is seeded now, so that it travels on. Packed only once seeded, whole.
+  startDeferredSeeds(store, wanted);
+  await Promise.all(wanted.map((id) => cacheMountSeeded(store, id)));
   const mounts: ExportedMount[] = [];
-  for (const id of [...new Set(wanted)]) {
+  for (const id of wanted) {
     const known = store.db.prepare('SELECT 1 FROM cache_mounts WHERE id=?').get(id);
     if (!known) continue;
     const p = await packCacheMount(store, id, spec.compression);

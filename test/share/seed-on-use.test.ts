@@ -85,3 +85,23 @@ test('--cache-from: a damaged tarball of a mount a step uses is refused when the
   assert.match(r.stderr, new RegExp(`cache mount cc not seeded: .*${mount.digest}.*does not match its digest`));
   assert.equal(objectsFound(r), 0, 'the step saw none of the damaged tarball');
 });
+
+test('--cache-from then --cache-to mounts=all: a mount no step used still travels on, whole', async (t) => {
+  const [a, b, c] = machines(t, 'a', 'b', 'c');
+  const bb = await busyboxContext();
+  const files = { Dockerfile: compilerDockerfile('busybox'), ...sources(3) };
+  const dirA = join(a.root, 'cache');
+  await a.ok(a.context('ctx', files), [...bb, '--cache-to', `type=local,dest=${dirA},mode=max,mounts=all`]);
+  const aObjects = (await mountFiles(a, 'cc'))!;
+
+  // B hits every step (cc is never used), and passes the cache on, as chained CI jobs do.
+  const dirB = join(b.root, 'cache');
+  const hit = await b.ok(b.context('ctx', files), [...bb, '--cache-from', `type=local,src=${dirA}`, '--cache-to', `type=local,dest=${dirB},mode=max,mounts=all`]);
+  assert.ok(allCached(hit), stepsSummary(hit));
+  assert.match(hit.stderr, /exported cache to .*: \d+ records, 1 cache mount\(s\)/);
+  assert.deepEqual((await b.cacheLs(dirB)).mounts.map((m) => m.id), ['cc']);
+
+  const imp = expectOk(await c.strata(['cache', 'import', `type=local,src=${dirB}`]), 'cache import');
+  assert.match(imp.stdout, /cache mounts seeded: cc$/m);
+  assert.deepEqual(await mountFiles(c, 'cc'), aObjects);
+});
