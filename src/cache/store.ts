@@ -341,7 +341,8 @@ export class Store {
     const dir = join(this.root, 'tmp');
     for (const m of staleMounts(dir)) spawnSync('umount', ['-l', m]);
     for (const name of readdirSync(dir)) {
-      const m = /-(\d+)-[0-9A-Za-z]+$/.exec(name);
+      // tmpPath's name, or a file made next to it (`layer-PID-HEX.tmp` while a blob is written)
+      const m = /-(\d+)-[0-9A-Za-z]+(?:\.[^/]*)?$/.exec(name);
       const pid = m ? Number(m[1]) : NaN;
       if (Number.isFinite(pid) && pid !== process.pid && pidAlive(pid)) continue;
       if (Number.isFinite(pid) && pid === process.pid) continue;
