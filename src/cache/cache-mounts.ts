@@ -10,6 +10,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { StrataError } from '../errors.js';
 import { join } from 'node:path';
 import { Store, pidAlive } from './store.js';
+import { debugLine } from '../debug.js';
 
 export interface CacheMountLease {
   dir: string;
@@ -347,7 +348,7 @@ async function runSeed(store: Store, id: string, open: () => Promise<NodeJS.Read
       if (db !== store) db.close();
     }
     await rm(old, { recursive: true, force: true });
-    if (process.env.STRATA_DEBUG) process.stderr.write(`debug: cache mount ${id} seeded in ${((performance.now() - started) / 1000).toFixed(2)}s\n`);
+    debugLine(`cache mount ${id} seeded in ${((performance.now() - started) / 1000).toFixed(2)}s`);
     return true;
   } finally {
     await rm(staging, { recursive: true, force: true });
