@@ -140,6 +140,9 @@ export function pruneHistory(store: Store, limits: HistoryLimits = historyLimits
   // A list is named by the digest of its selection; a step names it as filesRef (history.ts) or
   // filesDigest. Only the dropped steps' lists can have lost their last reference.
   const stillNamed = store.db.prepare('SELECT 1 FROM build_steps WHERE instr(inputs, ?) > 0 LIMIT 1').pluck();
+  // A build that finds its context selection unchanged (stat_selections) reads that selection's
+  // list from here, maybe while this runs in another process: those lists stay.
+  const current = store.db.prepare('SELECT 1 FROM stat_selections WHERE digest=? LIMIT 1').pluck();
   const delList = store.db.prepare('DELETE FROM file_lists WHERE digest=?');
   store.db
     .transaction(() => {
@@ -151,7 +154,7 @@ export function pruneHistory(store: Store, limits: HistoryLimits = historyLimits
         delSteps.run(id);
         delBuild.run(id);
       }
-      for (const digest of lists) if (stillNamed.get(`"${digest}"`) === undefined) delList.run(digest);
+      for (const digest of lists) if (stillNamed.get(`"${digest}"`) === undefined && current.get(digest) === undefined) delList.run(digest);
     })
     .immediate();
   return drop.length;

@@ -53,6 +53,14 @@ test('keeps the newest builds of each project and drops the file lists only they
     assert.equal(prev?.id, 'b4');
     assert.deepEqual(prev?.steps[0]!.inputs.files, { f4: 'file:644:sha256:aa' });
     assert.equal(pruneHistory(store, { perProject: 3, total: 100 }), 0, 'nothing more to drop');
+
+    // The list of a selection the stat cache records as the context's current state stays with
+    // its build gone: another build may be about to read it.
+    store.db.prepare('INSERT INTO stat_selections(key, fingerprint, digest) VALUES (?,?,?)').run('sel', 'fp', digest(3));
+    for (const [i, sel] of [5, 6, 7].entries()) recordBuild(store, build(`c${i}`, 200 + i, sel));
+    pruneHistory(store, { perProject: 3, total: 100 });
+    assert.deepEqual(ids(store).filter((id) => id !== 'other'), ['c0', 'c1', 'c2']);
+    assert.deepEqual(lists(store), [digest(3), digest(5), digest(6), digest(7), digest(9)]);
   } finally {
     store.close();
   }
