@@ -46,28 +46,41 @@ export class TarFormatError extends Error {}
 const USTAR_MAGIC = Buffer.from('ustar\u000000', 'latin1');
 const GNU_MAGIC = Buffer.from('ustar  \u0000', 'latin1');
 
-function cstring(buf: Buffer, off: number, len: number): string {
-  const end = buf.indexOf(0, off);
-  return buf.toString('latin1', off, end === -1 || end > off + len ? off + len : end);
+/** A NUL-terminated field (or one that fills its `len` bytes), as a binary string. */
+export function cstring(buf: Buffer, off: number, len: number): string {
+  let end = off;
+  while (end < off + len && buf[end] !== 0) end++;
+  return buf.toString('latin1', off, end);
 }
 
-function parseNumeric(buf: Buffer, off: number, len: number): number {
-  const field = buf.subarray(off, off + len);
-  if (field[0]! & 0x80) {
+/**
+ * A numeric header field: octal digits between optional NULs and spaces (empty is 0), or
+ * base-256. Read byte by byte: this runs for several fields of every entry of every layer.
+ */
+export function parseNumeric(buf: Buffer, off: number, len: number): number {
+  const first = buf[off]!;
+  if (first & 0x80) {
     // base-256, the GNU/star extension for values that do not fit in octal
     let value = 0;
-    if (field[0] === 0xff) {
-      for (let i = 0; i < len; i++) value = value * 256 + (0xff - field[i]!);
+    if (first === 0xff) {
+      for (let i = 0; i < len; i++) value = value * 256 + (0xff - buf[off + i]!);
       return -(value + 1);
     }
-    value = field[0]! & 0x7f;
-    for (let i = 1; i < len; i++) value = value * 256 + field[i]!;
+    value = first & 0x7f;
+    for (let i = 1; i < len; i++) value = value * 256 + buf[off + i]!;
     return value;
   }
-  const text = field.toString('latin1').replace(/[\0 ]+$/g, '').replace(/^[ \0]+/g, '');
-  if (text === '') return 0;
-  if (!/^[0-7]+$/.test(text)) throw new TarFormatError(`bad numeric field ${JSON.stringify(text)}`);
-  return parseInt(text, 8);
+  const end = off + len;
+  let i = off;
+  while (i < end && (buf[i] === 0 || buf[i] === 0x20)) i++;
+  let value = 0;
+  for (; i < end && buf[i]! >= 0x30 && buf[i]! <= 0x37; i++) value = value * 8 + (buf[i]! - 0x30);
+  while (i < end && (buf[i] === 0 || buf[i] === 0x20)) i++;
+  if (i < end) {
+    const text = buf.toString('latin1', off, end).replace(/[\0 ]+$/g, '').replace(/^[ \0]+/g, '');
+    throw new TarFormatError(`bad numeric field ${JSON.stringify(text)}`);
+  }
+  return value;
 }
 
 function checksumOk(block: Buffer): boolean {

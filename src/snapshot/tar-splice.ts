@@ -13,7 +13,7 @@
 // are that file's content. (A blob damaged on disk would pass its damage on; `strata doctor`
 // checks blobs against their digests.) Anything else is read from the file as usual.
 import { closeSync, lstatSync, openSync, readSync } from 'node:fs';
-import { BLOCK, HEADER_ONLY, decodePax, isZeroBlock, padding } from './tar-format.js';
+import { BLOCK, HEADER_ONLY, cstring, decodePax, isZeroBlock, padding, parseNumeric } from './tar-format.js';
 import type { FsNode } from './fs-walk.js';
 
 /** An older layer, and the files a new upper shares with it. */
@@ -43,31 +43,10 @@ const MAX_META = 1 << 20;
 const META = new Set(['x', 'L', 'K', 'g']);
 const USTAR = Buffer.from('ustar\u0000', 'latin1');
 
-/** An octal header field; -1 for anything else (base-256 sizes are not written by strata). */
-function octal(b: Buffer, off: number, len: number): number {
-  let v = 0;
-  let digits = 0;
-  for (let i = off; i < off + len; i++) {
-    const c = b[i]!;
-    if (c >= 0x30 && c <= 0x37) {
-      v = v * 8 + (c - 0x30);
-      digits++;
-    } else if (c === 0 || c === 0x20) {
-      if (digits > 0) break;
-    } else return -1;
-  }
-  return v;
-}
-
-function cstr(b: Buffer, off: number, len: number): string {
-  let end = off;
-  while (end < off + len && b[end] !== 0) end++;
-  return b.toString('latin1', off, end);
-}
-
 /**
  * File entries by name, with pax `path` and GNU long names folded in. Only what finding an entry
- * needs is decoded (no checksums): a header read wrong here only makes fill() refuse the entry.
+ * needs is decoded (no checksums): a header read wrong here only makes fill() refuse the entry,
+ * and a field that is no number at all ends the index (TarSplice.candidate: nothing is spliced).
  */
 function indexTar(fd: number): Map<string, SplicedEntry> {
   const out = new Map<string, SplicedEntry>();
@@ -91,7 +70,7 @@ function indexTar(fd: number): Map<string, SplicedEntry> {
     const i = at(off);
     if (i < 0 || isZeroBlock(win.subarray(i, i + BLOCK))) break;
     const flag = win[i + 156] === 0 ? '0' : String.fromCharCode(win[i + 156]!);
-    const size = HEADER_ONLY.has(flag) ? 0 : octal(win, i + 124, 12);
+    const size = HEADER_ONLY.has(flag) ? 0 : parseNumeric(win, i + 124, 12);
     if (size < 0) break;
     const dataStart = off + BLOCK;
     if (META.has(flag)) {
@@ -99,13 +78,13 @@ function indexTar(fd: number): Map<string, SplicedEntry> {
       const data = Buffer.allocUnsafe(size);
       if (readSync(fd, data, 0, size, dataStart) !== size) break;
       // 'K' and 'g' are never written by strata: the header comparison refuses what follows
-      if (flag === 'L') longName = cstr(data, 0, size);
+      if (flag === 'L') longName = cstring(data, 0, size);
       else if (flag === 'x') paxPath = decodePax(data).get('path')?.toString('latin1');
     } else {
       if (flag === '0' || flag === '7') {
-        let name = cstr(win, i, 100);
+        let name = cstring(win, i, 100);
         if (win.compare(USTAR, 0, 6, i + 257, i + 263) === 0) {
-          const prefix = cstr(win, i + 345, 155);
+          const prefix = cstring(win, i + 345, 155);
           if (prefix) name = `${prefix}/${name}`;
         }
         out.set(paxPath ?? longName ?? name, { start, dataStart, size });
