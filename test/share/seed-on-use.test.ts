@@ -14,15 +14,21 @@ async function mountFiles(m: Machine, id: string): Promise<string[] | undefined>
   return existsSync(dir) ? readdirSync(dir).sort() : undefined;
 }
 
-const NOT_SEEDED = /cache mounts not seeded, as no step that ran used them: cc \(`strata cache import type=local,src=[^`]+` seeds them\)/;
-
-test('--cache-from: a mount no step runs with is not seeded and is named at the end; a step that uses it gets it whole', async (t) => {
-  const [a, b] = machines(t, 'a', 'b');
+/** Job A: the compiler project built once, its cache exported with every mount (cc: 3 objects). */
+async function jobA(a: Machine) {
   const bb = await busyboxContext();
   const files = { Dockerfile: compilerDockerfile('busybox'), ...sources(3) };
   const dir = join(a.root, 'cache');
   await a.ok(a.context('ctx', files), [...bb, '--cache-to', `type=local,dest=${dir},mode=max,mounts=all`]);
   const aObjects = (await mountFiles(a, 'cc'))!;
+  return { bb, files, dir, aObjects };
+}
+
+const NOT_SEEDED = /cache mounts not seeded, as no step that ran used them: cc \(`strata cache import type=local,src=[^`]+` seeds them\)/;
+
+test('--cache-from: a mount no step runs with is not seeded and is named at the end; a step that uses it gets it whole', async (t) => {
+  const [a, b] = machines(t, 'a', 'b');
+  const { bb, files, dir, aObjects } = await jobA(a);
   assert.equal(aObjects.length, 3);
 
   // Every step is a hit: the compiler's mount is not needed, so it is not unpacked.
@@ -47,11 +53,7 @@ test('--cache-from: a mount no step runs with is not seeded and is named at the 
 
 test('--cache-from with mounts=all seeds every mount at once, even when no step uses it; cache import seeds them too', async (t) => {
   const [a, b, c] = machines(t, 'a', 'b', 'c');
-  const bb = await busyboxContext();
-  const files = { Dockerfile: compilerDockerfile('busybox'), ...sources(3) };
-  const dir = join(a.root, 'cache');
-  await a.ok(a.context('ctx', files), [...bb, '--cache-to', `type=local,dest=${dir},mode=max,mounts=all`]);
-  const aObjects = (await mountFiles(a, 'cc'))!;
+  const { bb, files, dir, aObjects } = await jobA(a);
 
   const hit = await b.ok(b.context('ctx', files), [...bb, '--cache-from', `type=local,src=${dir},mounts=all`]);
   assert.ok(allCached(hit), stepsSummary(hit));
@@ -67,10 +69,7 @@ test('--cache-from with mounts=all seeds every mount at once, even when no step 
 
 test('--cache-from: a damaged tarball of a mount a step uses is refused when the step starts; the step runs with an empty mount', async (t) => {
   const [a, b] = machines(t, 'a', 'b');
-  const bb = await busyboxContext();
-  const files = { Dockerfile: compilerDockerfile('busybox'), ...sources(3) };
-  const dir = join(a.root, 'cache');
-  await a.ok(a.context('ctx', files), [...bb, '--cache-to', `type=local,dest=${dir},mode=max,mounts=all`]);
+  const { bb, files, dir } = await jobA(a);
   const mount = (await a.cacheLs(dir)).mounts[0]!;
   const { readFileSync } = await import('node:fs');
   const blob = join(dir, 'blobs', 'sha256', mount.digest.slice(7));
@@ -88,11 +87,7 @@ test('--cache-from: a damaged tarball of a mount a step uses is refused when the
 
 test('--cache-from then --cache-to mounts=all: a mount no step used still travels on, whole', async (t) => {
   const [a, b, c] = machines(t, 'a', 'b', 'c');
-  const bb = await busyboxContext();
-  const files = { Dockerfile: compilerDockerfile('busybox'), ...sources(3) };
-  const dirA = join(a.root, 'cache');
-  await a.ok(a.context('ctx', files), [...bb, '--cache-to', `type=local,dest=${dirA},mode=max,mounts=all`]);
-  const aObjects = (await mountFiles(a, 'cc'))!;
+  const { bb, files, dir: dirA, aObjects } = await jobA(a);
 
   // B hits every step (cc is never used), and passes the cache on, as chained CI jobs do.
   const dirB = join(b.root, 'cache');
