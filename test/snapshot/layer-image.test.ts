@@ -181,6 +181,21 @@ async function observe(root: string, images: boolean): Promise<Observed> {
   });
 }
 
+/** A new store in a temp dir for `fn` (which gets the dir too), closed and removed after. */
+async function withStore(name: string, fn: (store: Store, dir: string) => Promise<void>): Promise<void> {
+  const t = tempDir(name);
+  try {
+    const store = Store.open(join(t.dir, 'store'));
+    try {
+      await fn(store, t.dir);
+    } finally {
+      store.close();
+    }
+  } finally {
+    t.cleanup();
+  }
+}
+
 test('an imported layer kept as an image shows a step exactly what the unpacked layer shows, and the step commits the same layer', { skip }, async () => {
   const t = tempDir('image-same');
   try {
@@ -279,76 +294,60 @@ test('the image of a layer with large directories, odd names, replaced entries a
 });
 
 test('a blob whose digest does not match leaves no image, directory, blob or mount behind', { skip }, async () => {
-  const t = tempDir('image-bad');
-  try {
-    const store = Store.open(join(t.dir, 'store'));
-    try {
-      const tar = await importedTar();
-      const gz = zlib.gzipSync(tar);
-      const digest = sha(gz);
-      const info: LayerInfo = { diffId: sha(tar), digest, size: gz.length, mediaType: GZIP_LAYER };
-      // An imported cache folder whose blob was damaged after export: the streamed path.
-      const bad = Buffer.from(gz);
-      bad[bad.length - 20]! ^= 0xff;
-      const cacheDir = cacheFolder(join(t.dir, 'cache'), digest, bad);
-      listLayer(store, info, cacheDir);
-      await assert.rejects(new Materializer(store, new RegistryClient()).ensureUnpacked(info), (e: Error & { code?: string }) => {
-        assert.equal(e.code, 'CACHE_CORRUPT');
-        return true;
-      });
-      assert.deepEqual(readdirSync(join(store.root, 'layers')), []);
-      assert.deepEqual(readdirSync(join(store.root, 'tmp')), []);
-      assert.equal(store.hasBlob(digest), false);
-      assert.equal(store.layerReady(info.diffId), false);
+  await withStore('image-bad', async (store, dir) => {
+    const tar = await importedTar();
+    const gz = zlib.gzipSync(tar);
+    const digest = sha(gz);
+    const info: LayerInfo = { diffId: sha(tar), digest, size: gz.length, mediaType: GZIP_LAYER };
+    // An imported cache folder whose blob was damaged after export: the streamed path.
+    const bad = Buffer.from(gz);
+    bad[bad.length - 20]! ^= 0xff;
+    const cacheDir = cacheFolder(join(dir, 'cache'), digest, bad);
+    listLayer(store, info, cacheDir);
+    await assert.rejects(new Materializer(store, new RegistryClient()).ensureUnpacked(info), (e: Error & { code?: string }) => {
+      assert.equal(e.code, 'CACHE_CORRUPT');
+      return true;
+    });
+    assert.deepEqual(readdirSync(join(store.root, 'layers')), []);
+    assert.deepEqual(readdirSync(join(store.root, 'tmp')), []);
+    assert.equal(store.hasBlob(digest), false);
+    assert.equal(store.layerReady(info.diffId), false);
 
-      // Right bytes, but the record names another diffId: the image made from them goes too.
-      const good = cacheFolder(join(t.dir, 'cache2'), digest, gz);
-      const lie: LayerInfo = { ...info, diffId: sha(Buffer.from('another layer')) };
-      listLayer(store, lie, good);
-      await assert.rejects(new Materializer(store, new RegistryClient()).ensureUnpacked(lie), /unpacks to/);
-      assert.deepEqual(readdirSync(join(store.root, 'layers')), []);
-      assert.deepEqual(readdirSync(join(store.root, 'tmp')), []);
-      assert.deepEqual(mountsBelow(store.root), []);
-    } finally {
-      store.close();
-    }
-  } finally {
-    t.cleanup();
-  }
+    // Right bytes, but the record names another diffId: the image made from them goes too.
+    const good = cacheFolder(join(dir, 'cache2'), digest, gz);
+    const lie: LayerInfo = { ...info, diffId: sha(Buffer.from('another layer')) };
+    listLayer(store, lie, good);
+    await assert.rejects(new Materializer(store, new RegistryClient()).ensureUnpacked(lie), /unpacks to/);
+    assert.deepEqual(readdirSync(join(store.root, 'layers')), []);
+    assert.deepEqual(readdirSync(join(store.root, 'tmp')), []);
+    assert.deepEqual(mountsBelow(store.root), []);
+  });
 });
 
 test('a layer the image does not hold exactly (a directory replaced by a file, a sub-second mtime) is unpacked into a directory instead', { skip }, async () => {
-  const t = tempDir('image-unsupported');
-  try {
-    const store = Store.open(join(t.dir, 'store'));
-    try {
-      const cases: Array<[TarSpec[], (dir: string) => void]> = [
+  await withStore('image-unsupported', async (store) => {
+    const cases: Array<[TarSpec[], (dir: string) => void]> = [
+      [
         [
-          [
-            { name: 'a', data: 'kept' },
-            { name: 'd/', type: 'directory' },
-            { name: 'd', data: 'a file where the layer had a directory' },
-          ],
-          (dir) => assert.equal(readFileSync(join(dir, 'd'), 'utf8'), 'a file where the layer had a directory'),
+          { name: 'a', data: 'kept' },
+          { name: 'd/', type: 'directory' },
+          { name: 'd', data: 'a file where the layer had a directory' },
         ],
-        [
-          [{ name: 'b', data: 'half a second', pax: { mtime: '1600000000.5' } }],
-          (dir) => assert.equal(statSync(join(dir, 'b')).mtimeMs, 1_600_000_000_500),
-        ],
-      ];
-      for (const [specs, check] of cases) {
-        const info = await declare(store, await buildTar(specs));
-        await new Materializer(store, new RegistryClient()).ensureUnpacked(info);
-        assert.equal(existsSync(store.layerImage(info.diffId)), false);
-        check(store.layerDir(info.diffId));
-      }
-      assert.deepEqual(readdirSync(join(store.root, 'tmp')), []);
-    } finally {
-      store.close();
+        (dir) => assert.equal(readFileSync(join(dir, 'd'), 'utf8'), 'a file where the layer had a directory'),
+      ],
+      [
+        [{ name: 'b', data: 'half a second', pax: { mtime: '1600000000.5' } }],
+        (dir) => assert.equal(statSync(join(dir, 'b')).mtimeMs, 1_600_000_000_500),
+      ],
+    ];
+    for (const [specs, check] of cases) {
+      const info = await declare(store, await buildTar(specs));
+      await new Materializer(store, new RegistryClient()).ensureUnpacked(info);
+      assert.equal(existsSync(store.layerImage(info.diffId)), false);
+      check(store.layerDir(info.diffId));
     }
-  } finally {
-    t.cleanup();
-  }
+    assert.deepEqual(readdirSync(join(store.root, 'tmp')), []);
+  });
 });
 
 test('where an image cannot be mounted (no mount rights), the layer is unpacked and images are off for the process', { skip }, async () => {
