@@ -21,6 +21,9 @@ import {
   allowsPlainHttp, formatReference, registryBaseUrl, validateDigest, type ImageReference,
 } from './reference.js';
 
+/** Answers to a read that are worth asking again (see RegistryClient.request). */
+const RETRIED_STATUS = new Set([500, 502, 503, 504]);
+
 export interface RegistryClientOptions {
   /** Hosts (`host:port`, `host`, or IPv4 CIDR) reached over plain HTTP; loopback always is. */
   insecureRegistries?: string[];
@@ -495,7 +498,9 @@ export class RegistryClient {
   private async request(ref: ImageReference, o: RequestOptions): Promise<HttpResponse> {
     const url = o.url ?? registryBaseUrl(ref.registry, this.insecure) + (o.path ?? '/v2/');
     const method = o.method ?? 'GET';
-    // Reads are idempotent: a dropped connection or a gateway hiccup is retried twice.
+    // Reads are idempotent: a dropped connection or a server-side hiccup is retried twice. That
+    // includes 500: a docker-registry answers it for a blob another client is committing at the
+    // same moment (two CI jobs exporting one cache).
     const idempotent = method === 'GET' || method === 'HEAD';
     const send = async (authorization: string | undefined): Promise<HttpResponse> => {
       const headers: Record<string, string> = { 'User-Agent': this.userAgent, ...o.headers };
@@ -504,7 +509,7 @@ export class RegistryClient {
         const body = o.body?.();
         try {
           const res = await httpRequest(url, { method, headers, body });
-          if (idempotent && attempt < 2 && (res.status === 502 || res.status === 503 || res.status === 504)) {
+          if (idempotent && attempt < 2 && RETRIED_STATUS.has(res.status)) {
             await res.discard();
             await sleep(200 * (attempt + 1));
             continue;

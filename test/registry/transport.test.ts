@@ -177,6 +177,53 @@ test('a keep-alive connection the server dropped is retried on a new one, for re
   }
 });
 
+test('a read the registry answers with a 5xx is asked again (twice at most); a write is not', async () => {
+  const blob = randomBytes(1000);
+  const digest = sha256(blob);
+  const failFirst = new Map<string, number>([['HEAD', 1], ['GET', 2]]);
+  const seen: string[] = [];
+  let missing = false;
+  const server = createServer((req: IncomingMessage, res: ServerResponse) => {
+    const method = req.method ?? '';
+    seen.push(method);
+    req.resume();
+    const left = failFirst.get(method) ?? 0;
+    // A docker-registry answers 500 for a blob another client is committing right then.
+    if (left > 0 || method === 'POST') {
+      failFirst.set(method, left - 1);
+      res.writeHead(500, { 'Content-Length': 0 });
+      res.end();
+      return;
+    }
+    if (method === 'HEAD') res.writeHead(missing ? 404 : 200, { 'Content-Length': blob.length, 'Docker-Content-Digest': digest });
+    else res.writeHead(200, { 'Content-Length': blob.length });
+    res.end(method === 'GET' ? blob : undefined);
+  });
+  const host = await listen(server);
+  try {
+    const client = new RegistryClient();
+    const ref = parseReference(`${host}/flaky:1`);
+    assert.equal(await client.blobExists(ref, digest), true);
+    assert.ok((await client.fetchBlobBytes(ref, digest)).equals(blob));
+    assert.deepEqual(seen, ['HEAD', 'HEAD', 'GET', 'GET', 'GET']);
+    // Always 500: three tries, then a clear error.
+    failFirst.set('HEAD', 99);
+    seen.length = 0;
+    await rejectsWith(client.blobExists(ref, digest), 'REGISTRY_ERROR', /500/);
+    assert.deepEqual(seen, ['HEAD', 'HEAD', 'HEAD']);
+    // An upload start is no read: one try.
+    failFirst.set('HEAD', 0);
+    missing = true;
+    seen.length = 0;
+    const file = join(work, 'flaky.bin');
+    writeFileSync(file, blob);
+    await assert.rejects(client.pushBlob(ref, digest, blob.length, file));
+    assert.equal(seen.filter((m) => m === 'POST').length, 1);
+  } finally {
+    await close(server);
+  }
+});
+
 test('HTTPS with an untrusted certificate fails with a hint about insecure registries', async (t) => {
   const dir = mkdtempSync(join(work, 'tls-'));
   const r = spawnSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem'),
